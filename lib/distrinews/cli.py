@@ -1,0 +1,124 @@
+"""Command line: `distrinews train|evaluate ...`, also as `python -m distrinews` and under torchrun.
+
+    distrinews train --preset smoke                                  # seconds, CPU, synthetic data
+    distrinews train --preset cpu-demo --train-file a.csv b.csv --test-file test.csv
+    torchrun --nproc_per_node=2 -m distrinews train --preset kaggle-t4x2
+    distrinews evaluate --checkpoint runs/smoke/checkpoint --data synthetic
+
+Every TrainConfig field is an option (`--learning-rate 1e-4` or `--learning_rate 1e-4`); a user error
+exits with status 2 and one line saying what to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import distributed
+from .checkpoint import CONFIG_FILE
+from .config import (PRESETS, ConfigError, TrainConfig, apply_overrides, build_config, field_help, field_names,
+                     unknown_field_message)
+from .data import DataError
+from .distributed import DistError
+from .modeling import ModelError
+from .precision import PrecisionError
+
+USER_ERRORS = (ConfigError, DataError, ModelError, PrecisionError, DistError, FileNotFoundError)
+SHORT_NAMES = {"model_name": "--model", "data_source": "--data", "train_files": "--train-file",
+               "test_file": "--test-file"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    try:
+        reject_unknown_options(unknown)
+        return args.command(args)
+    except USER_ERRORS as err:
+        print(f"distrinews: error: {err}", file=sys.stderr)
+        return 2
+
+
+def reject_unknown_options(unknown: list[str]) -> None:
+    """Unknown options are near-misses of config fields more often than not: suggest the closest one."""
+    if unknown:
+        option = next((arg for arg in unknown if arg.startswith("--")), None)
+        if option is None:
+            raise ConfigError(f"unexpected argument {unknown[0]!r}; options take the form --field-name VALUE")
+        raise ConfigError(unknown_field_message(option[2:].split("=")[0].replace("-", "_")))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="distrinews", description=__doc__.split("\n")[0], allow_abbrev=False,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="fine-tune a classifier and evaluate it", allow_abbrev=False)
+    train.add_argument("--preset", default="smoke", help=f"starting config: {', '.join(PRESETS)} (default smoke)")
+    add_config_options(train)
+    train.set_defaults(command=command_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint and write eval.json", allow_abbrev=False)
+    evaluate.add_argument("--checkpoint", required=True, help="a checkpoint directory (DIR/checkpoint)")
+    evaluate.add_argument("--output", help="where to write the metrics (default: print only)")
+    add_config_options(evaluate)
+    evaluate.set_defaults(command=command_evaluate)
+    return parser
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One option per TrainConfig field, in dash and underscore spelling, documented by its comment."""
+    group = parser.add_argument_group("config fields (override the preset)")
+    helps = field_help()
+    for name in field_names():
+        flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
+        if name in SHORT_NAMES:
+            flags.insert(0, SHORT_NAMES[name])
+        extra = {"nargs": "+"} if name == "train_files" else {}
+        group.add_argument(*flags, dest=name, default=argparse.SUPPRESS, help=helps.get(name), **extra)
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    overrides = {name: getattr(args, name) for name in field_names() if hasattr(args, name)}
+    if "train_files" in overrides:
+        overrides["train_files"] = tuple(overrides["train_files"])
+    return overrides
+
+
+def command_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    config = build_config(args.preset, overrides_from(args))
+    ctx = distributed.setup(config.device)
+    try:
+        if ctx.is_main:
+            print(f"preset {args.preset}: " + json.dumps(config.to_dict()))
+        train(config, ctx)
+    finally:
+        distributed.teardown(ctx)
+    return 0
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    from .train import evaluate_checkpoint
+
+    checkpoint = Path(args.checkpoint)
+    if not (checkpoint / "config.json").exists():
+        raise FileNotFoundError(f"{checkpoint} is not a checkpoint directory (no config.json); "
+                                f"pass the checkpoint/ folder a training run wrote, e.g. runs/smoke/checkpoint")
+    saved = checkpoint / CONFIG_FILE
+    base = TrainConfig.load(saved) if saved.exists() else TrainConfig()
+    config = apply_overrides(base, overrides_from(args))
+    ctx = distributed.setup(config.device)
+    try:
+        metrics = evaluate_checkpoint(checkpoint, config, ctx)
+        if ctx.is_main:
+            print(json.dumps({k: metrics[k] for k in ("n_examples", "accuracy", "macro_f1", "loss")}))
+            if args.output:
+                Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.output).write_text(json.dumps(metrics, indent=2) + "\n")
+    finally:
+        distributed.teardown(ctx)
+    return 0

@@ -1,0 +1,109 @@
+"""The process group: the only module that reads torchrun's RANK, LOCAL_RANK and WORLD_SIZE.
+
+`setup()` returns a `DistContext` that everything else receives. Launched plainly (`python -m distrinews`)
+it describes a single process and creates no process group, so the same code runs both ways.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+class DistError(RuntimeError):
+    """A launch that cannot work; raised before any collective could hang."""
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0  # global rank, 0 .. world_size - 1
+    local_rank: int = 0  # rank on this machine: picks the GPU
+    world_size: int = 1  # processes in the job, across all machines
+    device: torch.device = torch.device("cpu")
+    backend: str | None = None  # None when no process group exists
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 of the whole job: logs, progress bars and the files every node shares."""
+        return self.rank == 0
+
+    @property
+    def is_local_main(self) -> bool:
+        """Rank 0 of this machine: per-node work such as warming a local cache."""
+        return self.local_rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.backend is not None
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def restart_count() -> int:
+    """How many times torchrun has restarted this job's workers (0 on the first attempt)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+
+
+def setup(device: str = "auto", timeout_s: int = 600) -> DistContext:
+    """Join the process group when launched by torchrun; otherwise describe one local process.
+
+    Args:
+        device: "auto" (CUDA when available), "cpu" or "cuda".
+        timeout_s: how long a collective may wait before failing instead of hanging forever.
+    """
+    use_cuda = pick_cuda(device)
+    if not launched_by_torchrun():
+        return DistContext(device=torch.device("cuda" if use_cuda else "cpu"))
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
+    world_size = int(os.environ["WORLD_SIZE"])
+    backend = "nccl" if use_cuda else "gloo"
+    if use_cuda:
+        check_enough_gpus(local_rank, int(os.environ.get("LOCAL_WORLD_SIZE", world_size)))
+        torch.cuda.set_device(local_rank)  # DDP: set the device before init, or every rank allocates on GPU 0
+        dev = torch.device("cuda", local_rank)
+    else:
+        dev = torch.device("cpu")
+    dist.init_process_group(  # DDP: join the group; torchrun's env gives the rendezvous address
+        backend=backend, timeout=datetime.timedelta(seconds=timeout_s),
+        **({"device_id": dev} if use_cuda else {}),
+    )
+    return DistContext(rank=rank, local_rank=local_rank, world_size=world_size, device=dev, backend=backend)
+
+
+def pick_cuda(device: str) -> bool:
+    if device not in ("auto", "cpu", "cuda"):
+        raise DistError(f"device must be auto, cpu or cuda; got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise DistError("device 'cuda' (and so NCCL) was asked for but no CUDA GPU is visible; "
+                        "on Kaggle turn on Settings -> Accelerator -> GPU T4 x2, or pass --device cpu")
+    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
+
+
+def check_enough_gpus(local_rank: int, local_world_size: int) -> None:
+    visible = torch.cuda.device_count()
+    if local_world_size > visible:
+        raise DistError(f"{local_world_size} processes per node but only {visible} visible GPU(s): "
+                        f"launch with --nproc_per_node={visible}, or pass --device cpu to train on CPU with gloo")
+
+
+def teardown(ctx: DistContext) -> None:
+    if ctx.is_distributed and dist.is_initialized():
+        dist.destroy_process_group()  # DDP: leave cleanly so torchrun sees a normal exit
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.is_distributed:
+        dist.barrier()  # DDP: wait until every rank got here (e.g. rank 0 finished writing a file)
+
+
+def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Sum a tensor over all ranks in place; a no-op in a single process."""
+    if ctx.is_distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)  # DDP: every rank must call this, never behind is_main
+    return tensor

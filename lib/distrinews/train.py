@@ -1,0 +1,319 @@
+"""The training loop: one code path for one CPU process, one GPU, and N processes under torchrun.
+
+Reads like a table of contents: `train` -> `prepare_run` -> `run_epoch` -> `run_step`, then `evaluate`
+and `save`. Everything a rank needs is in a `Run`; the DDP-specific lines carry `# DDP:` comments.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from . import checkpoint as ckpt
+from .batching import TokenizedSplit, build_eval_loader, build_train_loader, padding_ratio, tokenize_split
+from .config import ConfigError, TrainConfig, describe_batch, field_names
+from .data import NewsData, NewsSplit, load_news, read_news_csv
+from .distributed import DistContext, all_reduce_sum, barrier
+from .evaluation import evaluate
+from .modeling import build_model, build_tokenizer, count_parameters
+from .precision import autocast, make_scaler, resolve_precision
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint."""
+
+    epoch: int = 0  # epochs fully completed
+    step: int = 0  # optimizer steps taken in total
+    batches_done: int = 0  # this rank's micro-batches already consumed in the current epoch
+
+
+@dataclass
+class Run:
+    config: TrainConfig
+    ctx: DistContext
+    model: torch.nn.Module  # possibly DDP-wrapped; `unwrapped` is the HF model underneath
+    tokenizer: object
+    train_loader: torch.utils.data.DataLoader
+    eval_loader: torch.utils.data.DataLoader
+    test_loader: torch.utils.data.DataLoader | None  # None when per-epoch evaluation already uses test
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    precision: str
+    progress: Progress
+    steps_per_epoch: int
+    log: callable = print
+    last_eval: dict = field(default_factory=dict)
+
+    @property
+    def unwrapped(self) -> torch.nn.Module:
+        return self.model.module if isinstance(self.model, DDP) else self.model
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.output_dir)
+
+
+def train(config: TrainConfig, ctx: DistContext | None = None, log=print) -> dict:
+    """Train, evaluate each epoch, checkpoint, and return the final test metrics (also in eval.json)."""
+    ctx = ctx or DistContext()
+    run = prepare_run(config, ctx, log)
+    while run.progress.epoch < config.epochs:
+        run_epoch(run)
+        run.last_eval = evaluate(run.model, run.eval_loader, ctx, run.precision)
+        write_metrics(run, {"epoch": run.progress.epoch + 1, "step": run.progress.step, "eval": run.last_eval})
+        run.progress = Progress(epoch=run.progress.epoch + 1, step=run.progress.step)
+        save(run)
+    final = run.last_eval if run.test_loader is None and run.last_eval else \
+        evaluate(run.model, run.test_loader or run.eval_loader, ctx, run.precision)
+    if ctx.is_main:
+        (run.out / "eval.json").write_text(json.dumps(final, indent=2) + "\n")
+        log(format_eval(final, "test"))
+    return final
+
+
+def prepare_run(config: TrainConfig, ctx: DistContext, log=print) -> Run:
+    """Data, model, loaders, optimizer and schedule; resumed from a checkpoint when one exists."""
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    precision = resolve_precision(config.precision, ctx.device)
+    log = log if ctx.is_main else (lambda *_: None)  # DDP: only rank 0 talks
+    resume_from = ckpt.find_checkpoint(config.output_dir) if config.resume else None
+    if resume_from:
+        check_resumable(TrainConfig.load(resume_from / ckpt.CONFIG_FILE), config, resume_from)
+    log(f"device: {ctx.device} | world size {ctx.world_size} | precision {precision} | backend {ctx.backend}")
+    log(describe_batch(config, ctx.world_size))
+    data = load_data(config, log)
+    model_source = str(resume_from) if resume_from else config.model_name
+    tokenizer = build_tokenizer(model_source)
+    model = build_model(model_source, tokenizer, seed=config.seed).to(ctx.device)
+    log(f"model: {config.model_name} ({count_parameters(model) / 1e6:.1f}M parameters)"
+        + (f", resuming from {resume_from}" if resume_from else ""))
+    train_split, eval_split, test_split = tokenize_splits(data, tokenizer, config, ctx)
+    pin = ctx.device.type == "cuda"
+    train_loader = build_train_loader(train_split, config.padding, config.per_device_batch_size, config.max_length,
+                                      config.seed, tokenizer.pad_token_id, ctx.rank, ctx.world_size, pin)
+    eval_loader = build_eval_loader(eval_split, config.eval_batch_size, tokenizer.pad_token_id, ctx.rank,
+                                    ctx.world_size, pin)
+    test_loader = None if test_split is None else build_eval_loader(
+        test_split, config.eval_batch_size, tokenizer.pad_token_id, ctx.rank, ctx.world_size, pin)
+    steps_per_epoch = -(-len(train_loader.batch_sampler) // config.grad_accum_steps)
+    optimizer = build_optimizer(model, config)
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
+    scaler = make_scaler(precision, ctx.device)
+    progress = Progress()
+    if resume_from:
+        progress = restore_state(resume_from, optimizer, scheduler, scaler, ctx)
+    else:
+        torch.manual_seed(config.seed + ctx.rank)  # dropout differs per rank, reproducibly
+    log(f"steps: {steps_per_epoch} per epoch x {config.epochs} epochs = {total_steps}; padding {config.padding}: "
+        f"{padding_ratio(train_loader):.3f} tokens processed per real token")
+    if ctx.is_distributed:  # DDP: wrap after loading the checkpoint, so every rank starts from the same weights
+        model = DDP(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    if ctx.is_main:
+        Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+        config.save(Path(config.output_dir) / "config.json")
+        if not resume_from:
+            (Path(config.output_dir) / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run, a fresh log
+    return Run(config, ctx, model, tokenizer, train_loader, eval_loader, test_loader, optimizer, scheduler, scaler,
+               precision, progress, steps_per_epoch, log)
+
+
+# Fields that may change between an interrupted run and its resumption; all others define the run.
+RESUMABLE_CHANGES = {"output_dir", "log_every_steps", "save_every_steps", "resume", "num_threads", "device",
+                     "eval_batch_size"}
+
+
+def check_resumable(saved: TrainConfig, config: TrainConfig, where: Path) -> None:
+    changed = [f"{name} {getattr(saved, name)!r} -> {getattr(config, name)!r}" for name in field_names()
+               if name not in RESUMABLE_CHANGES and getattr(saved, name) != getattr(config, name)]
+    if changed:
+        raise ConfigError(f"{where} is a checkpoint of a different run ({'; '.join(changed)}): "
+                          f"pass --resume false to start over in that folder, or choose another --output-dir")
+
+
+def load_data(config: TrainConfig, log) -> NewsData:
+    return load_news(
+        config.data_source, train_files=config.train_files, test_file=config.test_file or None,
+        max_train_rows=config.max_train_rows or None, max_test_rows=config.max_test_rows or None,
+        val_fraction=config.val_fraction, seed=config.seed, synthetic_train_size=config.synthetic_train_size,
+        synthetic_test_size=config.synthetic_test_size, bad_rows=config.bad_rows, log=log,
+    )
+
+
+def tokenize_splits(data: NewsData, tokenizer, config: TrainConfig, ctx: DistContext):
+    """Train, per-epoch evaluation and (when they differ) test splits, tokenized through the cache."""
+    def tokenize_all():
+        splits = [data.train, data.validation or data.test] + ([data.test] if data.validation else [])
+        return [tokenize_split(tokenizer, split, config.max_length) for split in splits]
+
+    if ctx.is_local_main:
+        tokenized = tokenize_all()  # DDP: one rank per machine fills the cache ...
+    barrier(ctx)  # DDP: ... while the others wait, then read it
+    if not ctx.is_local_main:
+        tokenized = tokenize_all()
+    train_split, eval_split = tokenized[:2]
+    return train_split, eval_split, (tokenized[2] if len(tokenized) == 3 else None)
+
+
+def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; biases and LayerNorm weights are not decayed (they set scale and offset, not capacity)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (no_decay if param.ndim < 2 else decay).append(param)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.learning_rate)
+
+
+def restore_state(checkpoint_dir: Path, optimizer, scheduler, scaler, ctx: DistContext) -> Progress:
+    state = ckpt.load_training_state(checkpoint_dir, ctx.device)  # map_location: this rank's device
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    rng_states = state["rng"]
+    if len(rng_states) == ctx.world_size:
+        ckpt.restore_rng_state(rng_states[ctx.rank])  # DDP: each rank gets back its own dropout stream
+    else:
+        torch.manual_seed(state["progress"]["step"] + ctx.rank)  # world size changed: exact replay impossible
+    return Progress(**state["progress"])
+
+
+def run_epoch(run: Run) -> None:
+    """One pass over this rank's batches, from where a resumed run left off."""
+    sampler = run.train_loader.batch_sampler
+    sampler.set_epoch(run.progress.epoch, skip_batches=run.progress.batches_done)  # DDP: new shuffle, same on all ranks
+    run.model.train()
+    batches = iter(run.train_loader)
+    remaining = len(sampler) - run.progress.batches_done
+    steps_left = -(-remaining // run.config.grad_accum_steps)
+    bar = tqdm(total=run.steps_per_epoch, initial=run.steps_per_epoch - steps_left, mininterval=bar_interval(),
+               desc=f"epoch {run.progress.epoch + 1}/{run.config.epochs}", disable=not run.ctx.is_main)
+    meter = Throughput(run.ctx)
+    for _ in range(steps_left):
+        micro = [next(batches) for _ in range(min(run.config.grad_accum_steps, remaining))]
+        remaining -= len(micro)
+        loss = run_step(run, micro)
+        meter.add(micro)
+        run.progress.step += 1
+        run.progress.batches_done += len(micro)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        if run.progress.step % run.config.log_every_steps == 0:
+            write_metrics(run, {"epoch": run.progress.epoch + 1, "step": run.progress.step, "loss": loss,
+                                "lr": run.scheduler.get_last_lr()[0], **meter.read()})
+        if run.config.save_every_steps and run.progress.step % run.config.save_every_steps == 0 and remaining:
+            save(run)
+    bar.close()
+
+
+def bar_interval() -> float:
+    """Seconds between progress-bar redraws: live in a terminal or notebook, sparse in a log file."""
+    interactive = sys.stderr.isatty() or "ipykernel" in sys.modules
+    return 0.1 if interactive else 15.0
+
+
+def run_step(run: Run, micro_batches: list[dict]) -> float:
+    """One optimizer step over grad_accum_steps micro-batches; returns the mean loss."""
+    total = 0.0
+    for i, batch in enumerate(micro_batches):
+        is_last = i == len(micro_batches) - 1
+        sync = nullcontext() if is_last or not isinstance(run.model, DDP) else run.model.no_sync()
+        with sync:  # DDP: skip the gradient all-reduce until the last micro-batch of the step
+            loss = forward_loss(run, batch) / len(micro_batches)
+            run.scaler.scale(loss).backward()  # DDP: on the last micro-batch this also averages gradients
+        total += loss.item()
+    if run.config.max_grad_norm:
+        run.scaler.unscale_(run.optimizer)  # clip the true gradients, not the fp16-scaled ones
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.max_grad_norm)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return total
+
+
+def forward_loss(run: Run, batch: dict) -> torch.Tensor:
+    device = run.ctx.device
+    with autocast(run.precision, device):
+        out = run.model(input_ids=batch["input_ids"].to(device, non_blocking=True),
+                        attention_mask=batch["attention_mask"].to(device, non_blocking=True),
+                        labels=batch["labels"].to(device, non_blocking=True))
+    return out.loss
+
+
+class Throughput:
+    """Samples and real (non-padding) tokens per second, summed over all ranks."""
+
+    def __init__(self, ctx: DistContext):
+        self.ctx, self.start, self.samples, self.tokens = ctx, time.perf_counter(), 0, 0
+
+    def add(self, micro_batches: list[dict]) -> None:
+        self.samples += sum(len(b["labels"]) for b in micro_batches)
+        self.tokens += sum(int(b["attention_mask"].sum()) for b in micro_batches)
+
+    def read(self) -> dict:
+        counts = torch.tensor([self.samples, self.tokens], dtype=torch.float64, device=self.ctx.device)
+        all_reduce_sum(counts, self.ctx)  # DDP: the job's throughput is the sum over ranks
+        seconds = max(time.perf_counter() - self.start, 1e-9)
+        self.start, self.samples, self.tokens = time.perf_counter(), 0, 0
+        return {"samples_per_s": float(counts[0]) / seconds, "tokens_per_s": float(counts[1]) / seconds}
+
+
+def save(run: Run) -> None:
+    """Checkpoint on rank 0 with every rank's RNG state; all ranks wait until it is on disk."""
+    rng = [None] * run.ctx.world_size
+    if run.ctx.is_distributed:
+        dist.all_gather_object(rng, ckpt.capture_rng_state())  # DDP: a collective, so every rank calls it
+    else:
+        rng = [ckpt.capture_rng_state()]
+    if run.ctx.is_main:
+        state = {"progress": vars(run.progress).copy(), "optimizer": run.optimizer.state_dict(),
+                 "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(), "rng": rng,
+                 "world_size": run.ctx.world_size}
+        ckpt.save_checkpoint(run.out, run.unwrapped, run.tokenizer, state, run.config)  # DDP: unwrapped weights
+    barrier(run.ctx)  # DDP: nobody races ahead (or exits) before the checkpoint is complete
+
+
+def write_metrics(run: Run, record: dict) -> None:
+    if not run.ctx.is_main:
+        return
+    run.out.mkdir(parents=True, exist_ok=True)
+    with open(run.out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    if "eval" in record:
+        run.log(format_eval(record["eval"], f"epoch {record['epoch']} eval"))
+
+
+def format_eval(metrics: dict, title: str) -> str:
+    return (f"{title}: accuracy {metrics['accuracy']:.4f} | macro-F1 {metrics['macro_f1']:.4f} | "
+            f"loss {metrics['loss']:.4f} | n={metrics['n_examples']}")
+
+
+def evaluate_checkpoint(checkpoint_dir: str | Path, config: TrainConfig, ctx: DistContext | None = None,
+                        log=print) -> dict:
+    """Evaluate a saved checkpoint on `config.test_file` when given, else on the test split of its source."""
+    ctx = ctx or DistContext()
+    log = log if ctx.is_main else (lambda *_: None)
+    tokenizer = build_tokenizer(str(checkpoint_dir))
+    model = build_model(str(checkpoint_dir), tokenizer).to(ctx.device)
+    if config.test_file:
+        texts, labels, skipped = read_news_csv(config.test_file, config.bad_rows)
+        test = NewsSplit("test", tuple(texts), tuple(labels))
+        log(f"data: {config.test_file} | test {len(test)}" + (f" ({skipped} bad rows skipped)" if skipped else ""))
+    else:
+        test = load_data(config, log).test
+    loader = build_eval_loader(tokenize_split(tokenizer, test, config.max_length), config.eval_batch_size,
+                               tokenizer.pad_token_id, ctx.rank, ctx.world_size)
+    return evaluate(model, loader, ctx, resolve_precision(config.precision, ctx.device))

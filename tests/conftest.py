@@ -1,0 +1,53 @@
+"""Shared test helpers: run the real CLI in a subprocess, find the real AG News rows beside the project."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REALDATA = ROOT.parent / "shared" / "realdata" / "ag_news"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def offline_and_isolated(tmp_path_factory):
+    """No test may reach the network, and the token cache starts empty for the test session."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    os.environ["DISTRINEWS_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def run_cli(*args: str, launcher: tuple[str, ...] = (sys.executable, "-m", "distrinews"), timeout: int = 600,
+            check: bool = True) -> subprocess.CompletedProcess:
+    """Run `python -m distrinews ARGS` (or another launcher) and return the finished process."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "lib")}
+    proc = subprocess.run([*launcher, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} exited {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\n"
+                             f"stderr:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+@pytest.fixture(scope="session")
+def realdata() -> Path:
+    if not (REALDATA / "test.csv").exists():
+        pytest.skip(f"real AG News data not found at {REALDATA}")
+    return REALDATA
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """One `distrinews train --preset smoke` run shared by the tests that inspect its outputs."""
+    out = tmp_path_factory.mktemp("smoke")
+    run_cli("train", "--preset", "smoke", "--output-dir", str(out))
+    return out
