@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,20 @@ def run_cli(*args: str, launcher: tuple[str, ...] = (sys.executable, "-m", "dist
         raise AssertionError(f"{args} exited {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\n"
                              f"stderr:\n{proc.stderr[-3000:]}")
     return proc
+
+
+def torchrun(*args: str, nproc: int = 2, options: tuple[str, ...] = (), check: bool = True,
+             timeout: int = 600) -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node=N [OPTIONS] -m distrinews ARGS` on CPU, with this interpreter's torchrun."""
+    launcher = (sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+                f"--master_port={free_port()}", *options, "-m", "distrinews")
+    return run_cli(*args, launcher=launcher, check=check, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def read_json(path: Path) -> dict:

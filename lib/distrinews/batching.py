@@ -179,13 +179,17 @@ def build_train_loader(data: TokenizedSplit, padding: str, batch_size: int, max_
     sampler = BatchSampler(data.lengths, batch_size, seed, grouped=padding == "grouped",
                            rank=rank, world_size=world_size)  # DDP: each rank draws a disjoint set of batches
     collate = PadCollator(pad_id, fixed_length=max_length if padding == "max_length" else 0)
-    return DataLoader(data, batch_sampler=sampler, collate_fn=collate, pin_memory=pin_memory)
+    # Its own generator: a DataLoader otherwise draws a seed from the global RNG each epoch, and a resumed run
+    # (which builds its iterator at another moment) would then see different dropout masks.
+    return DataLoader(data, batch_sampler=sampler, collate_fn=collate, pin_memory=pin_memory,
+                      generator=torch.Generator().manual_seed(seed))
 
 
 def build_eval_loader(data: TokenizedSplit, batch_size: int, pad_id: int, rank: int = 0, world_size: int = 1,
                       pin_memory: bool = False) -> DataLoader:
     sampler = EvalBatchSampler(data.lengths, batch_size, rank, world_size)  # DDP: unpadded shard, no repeats
-    return DataLoader(data, batch_sampler=sampler, collate_fn=PadCollator(pad_id), pin_memory=pin_memory)
+    return DataLoader(data, batch_sampler=sampler, collate_fn=PadCollator(pad_id), pin_memory=pin_memory,
+                      generator=torch.Generator())
 
 
 def padding_ratio(loader: DataLoader) -> float:

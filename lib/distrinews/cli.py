@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output", help="where to write the metrics (default: print only)")
     add_config_options(evaluate)
     evaluate.set_defaults(command=command_evaluate)
+    diagnose = commands.add_parser("diagnose", help="run one all-reduce on every rank and print the group",
+                                   allow_abbrev=False)
+    diagnose.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    diagnose.set_defaults(command=command_diagnose)
     return parser
 
 
@@ -88,21 +92,14 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 
 def command_train(args: argparse.Namespace) -> int:
-    from .train import train
+    from .train_ddp import main as train_main
 
-    config = build_config(args.preset, overrides_from(args))
-    ctx = distributed.setup(config.device)
-    try:
-        if ctx.is_main:
-            print(f"preset {args.preset}: " + json.dumps(config.to_dict()))
-        train(config, ctx)
-    finally:
-        distributed.teardown(ctx)
+    train_main(build_config(args.preset, overrides_from(args)))
     return 0
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
-    from .train import evaluate_checkpoint
+    from .loop import evaluate_checkpoint
 
     checkpoint = Path(args.checkpoint)
     if not (checkpoint / "config.json").exists():
@@ -122,3 +119,19 @@ def command_evaluate(args: argparse.Namespace) -> int:
     finally:
         distributed.teardown(ctx)
     return 0
+
+
+def command_diagnose(args: argparse.Namespace) -> int:
+    ctx = distributed.setup(args.device)
+    try:
+        report = distributed.diagnose(ctx)
+        if ctx.is_main:
+            for key, value in report.items():
+                if key != "ranks":
+                    print(f"{key}: {value}")
+            for entry in report["ranks"]:
+                print(f"rank {entry['rank']} (local {entry['local_rank']}): {entry['device']} {entry['name']}")
+            print(json.dumps(report))
+        return 0 if report["all_reduce_ok"] else 1
+    finally:
+        distributed.teardown(ctx)

@@ -43,15 +43,18 @@ class TrainConfig:
     padding: str = "grouped"  # grouped (length-grouped batches) | dynamic (random batches) | max_length
     # optimisation
     epochs: int = 2  # full passes over the training split
+    max_steps: int = 0  # stop after this many optimizer steps (0 = run all epochs); the schedule spans them
     per_device_batch_size: int = 32  # global batch = this x world_size x grad_accum_steps
     grad_accum_steps: int = 1  # micro-batches per optimizer step
     eval_batch_size: int = 64  # per device, evaluation only
-    learning_rate: float = 2e-5  # AdamW peak learning rate
+    optimizer: str = "adamw"  # adamw | sgd (plain SGD moves weights linearly in the gradient: equivalence checks)
+    learning_rate: float = 2e-5  # peak learning rate
     weight_decay: float = 0.01  # AdamW decay, not applied to biases and LayerNorm weights
     warmup_ratio: float = 0.06  # share of optimizer steps spent warming up linearly from 0
     max_grad_norm: float = 1.0  # clip after unscaling; 0 = no clipping
     precision: str = "auto"  # auto (fp32 on CPU, fp16 below compute capability 8.0, bf16 from 8.0) | fp32 | fp16 | bf16
     seed: int = 42  # one seed for data order, initialisation and dropout
+    no_dropout: bool = False  # set every dropout to 0: training becomes a pure function of the data
     # bookkeeping
     output_dir: str = "runs/latest"  # config.json, metrics.jsonl, eval.json and checkpoint/ go here
     log_every_steps: int = 20  # optimizer steps between metrics.jsonl lines
@@ -59,6 +62,7 @@ class TrainConfig:
     resume: bool = True  # continue from output_dir/checkpoint when it holds a training state
     num_threads: int = 0  # CPU threads for torch (0 = torch's default)
     device: str = "auto"  # auto (CUDA when available) | cpu | cuda
+    fail_at_step: int = 0  # fault injection: the last rank crashes before this step, first attempt only
 
     def __post_init__(self) -> None:
         check_choice("data_source", self.data_source, ("auto", "hub", "kaggle", "files", "synthetic"))
@@ -66,6 +70,7 @@ class TrainConfig:
         check_choice("precision", self.precision, ("auto", "fp32", "fp16", "bf16"))
         check_choice("bad_rows", self.bad_rows, ("error", "skip"))
         check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        check_choice("optimizer", self.optimizer, ("adamw", "sgd"))
         for name in ("epochs", "per_device_batch_size", "grad_accum_steps", "eval_batch_size", "max_length"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -2,6 +2,13 @@
 
 `setup()` returns a `DistContext` that everything else receives. Launched plainly (`python -m distrinews`)
 it describes a single process and creates no process group, so the same code runs both ways.
+
+Switches, read from the environment before the group starts:
+- `DISTRINEWS_DEBUG=1` sets `NCCL_DEBUG=INFO` and `TORCH_DISTRIBUTED_DEBUG=DETAIL` (unless already set):
+  NCCL prints its topology and transports, torch checks that every rank calls the same collectives.
+- `NCCL_P2P_DISABLE=1` makes NCCL move data through host memory instead of GPU peer-to-peer. Whether
+  Kaggle's T4 pair does P2P is unverified; if NCCL hangs or errors on its first all-reduce, set it.
+`distrinews diagnose` (under torchrun) runs one all-reduce and prints what the group looks like.
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ def setup(device: str = "auto", timeout_s: int = 600) -> DistContext:
     use_cuda = pick_cuda(device)
     if not launched_by_torchrun():
         return DistContext(device=torch.device("cuda" if use_cuda else "cpu"))
+    apply_debug_switch()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
     world_size = int(os.environ["WORLD_SIZE"])
     backend = "nccl" if use_cuda else "gloo"
@@ -74,6 +82,12 @@ def setup(device: str = "auto", timeout_s: int = 600) -> DistContext:
         **({"device_id": dev} if use_cuda else {}),
     )
     return DistContext(rank=rank, local_rank=local_rank, world_size=world_size, device=dev, backend=backend)
+
+
+def apply_debug_switch() -> None:
+    if os.environ.get("DISTRINEWS_DEBUG") == "1":
+        os.environ.setdefault("NCCL_DEBUG", "INFO")  # must be set before NCCL initialises
+        os.environ.setdefault("TORCH_DISTRIBUTED_DEBUG", "DETAIL")  # must be set before init_process_group
 
 
 def pick_cuda(device: str) -> bool:
@@ -107,3 +121,26 @@ def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     if ctx.is_distributed:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)  # DDP: every rank must call this, never behind is_main
     return tensor
+
+
+def diagnose(ctx: DistContext) -> dict:
+    """One all-reduce across all ranks, plus what every rank runs on; returns the same report on every rank."""
+    ones = torch.ones(1, device=ctx.device)
+    all_reduce_sum(ones, ctx)  # DDP: if this returns, every rank can reach every other
+    name = torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else "cpu"
+    mine = {"rank": ctx.rank, "local_rank": ctx.local_rank, "device": str(ctx.device), "name": name}
+    everyone = [mine]
+    if ctx.is_distributed:
+        everyone = [None] * ctx.world_size
+        dist.all_gather_object(everyone, mine)  # DDP: a collective, called on every rank
+    nccl = torch.cuda.nccl.version() if torch.cuda.is_available() else None
+    return {
+        "backend": ctx.backend or "none (single process)",
+        "world_size": ctx.world_size,
+        "all_reduce_sum": float(ones.item()),
+        "all_reduce_ok": int(ones.item()) == ctx.world_size,
+        "ranks": everyone,
+        "nccl_version": ".".join(map(str, nccl)) if isinstance(nccl, tuple) else nccl,
+        "nccl_p2p_disable": os.environ.get("NCCL_P2P_DISABLE", "unset"),
+        "torch": torch.__version__,
+    }

@@ -6,6 +6,7 @@ AG News label names in the config, so saved checkpoints describe themselves.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -84,26 +85,28 @@ def tiny_config(vocab_size: int, pad_token_id: int) -> DistilBertConfig:
 
 
 def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """A WordPiece tokenizer trained on the synthetic news: deterministic, offline, BERT-style specials."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    """A WordPiece tokenizer over the synthetic news vocabulary: offline, BERT-style, identical in every process.
+
+    The vocabulary is built by counting, not by `tokenizers`' trainer, whose tie-breaking varies from run
+    to run: under DDP every rank builds its own tokenizer, and they must agree token for token.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     from .synthetic import generate_news
 
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    texts, _ = generate_news(4000, seed=0)
-    alphabet = [chr(c) for c in range(32, 127)]  # any ASCII text still splits into known pieces, not [UNK]
-    trainer = trainers.WordPieceTrainer(vocab_size=TINY_VOCAB_SIZE, special_tokens=specials,
-                                        initial_alphabet=alphabet, show_progress=False)
-    tok.train_from_iterator(texts, trainer=trainer)
-    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    counts = Counter()
+    for text in generate_news(4000, seed=0)[0]:
+        counts.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = [chr(c) for c in range(33, 127)]  # any ASCII word still splits into known pieces, not [UNK]
+    words = [w for w, _ in sorted(counts.items(), key=lambda wc: (-wc[1], wc[0])) if len(w) > 1]
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{c}" for c in chars), *words]
+    tokens = list(dict.fromkeys(tokens))[:TINY_VOCAB_SIZE]
+    tok = Tokenizer(models.WordPiece(vocab={t: i for i, t in enumerate(tokens)}, unk_token="[UNK]"))
+    tok.normalizer, tok.pre_tokenizer, tok.decoder = normalizer, pre_tokenizer, decoders.WordPiece()
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
     )
-    tok.decoder = decoders.WordPiece()
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
         mask_token="[MASK]", model_max_length=512,

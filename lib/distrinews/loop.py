@@ -1,12 +1,14 @@
-"""The training loop: one code path for one CPU process, one GPU, and N processes under torchrun.
+"""The training loop's parts: one code path for one CPU process, one GPU, and N processes under torchrun.
 
-Reads like a table of contents: `train` -> `prepare_run` -> `run_epoch` -> `run_step`, then `evaluate`
-and `save`. Everything a rank needs is in a `Run`; the DDP-specific lines carry `# DDP:` comments.
+`distrinews.train_ddp.train` strings them together: `prepare_run` -> `run_epoch` -> `run_step`, then
+`end_epoch` (exact evaluation) and `save`. Everything a rank needs is in a `Run`; the lines that exist
+because of DDP carry `# DDP:` comments.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from contextlib import nullcontext
@@ -23,7 +25,7 @@ from . import checkpoint as ckpt
 from .batching import TokenizedSplit, build_eval_loader, build_train_loader, padding_ratio, tokenize_split
 from .config import ConfigError, TrainConfig, describe_batch, field_names
 from .data import NewsData, NewsSplit, load_news, read_news_csv
-from .distributed import DistContext, all_reduce_sum, barrier
+from .distributed import DistContext, all_reduce_sum, barrier, restart_count
 from .evaluation import evaluate
 from .modeling import build_model, build_tokenizer, count_parameters
 from .precision import autocast, make_scaler, resolve_precision
@@ -64,23 +66,34 @@ class Run:
     def out(self) -> Path:
         return Path(self.config.output_dir)
 
+    @property
+    def total_steps(self) -> int:
+        full = self.steps_per_epoch * self.config.epochs
+        return min(full, self.config.max_steps) if self.config.max_steps else full
 
-def train(config: TrainConfig, ctx: DistContext | None = None, log=print) -> dict:
-    """Train, evaluate each epoch, checkpoint, and return the final test metrics (also in eval.json)."""
-    ctx = ctx or DistContext()
-    run = prepare_run(config, ctx, log)
-    while run.progress.epoch < config.epochs:
-        run_epoch(run)
-        run.last_eval = evaluate(run.model, run.eval_loader, ctx, run.precision)
-        write_metrics(run, {"epoch": run.progress.epoch + 1, "step": run.progress.step, "eval": run.last_eval})
-        run.progress = Progress(epoch=run.progress.epoch + 1, step=run.progress.step)
-        save(run)
+    @property
+    def epoch_done(self) -> bool:
+        return self.progress.batches_done == len(self.train_loader.batch_sampler)
+
+    @property
+    def finished(self) -> bool:
+        return self.progress.epoch >= self.config.epochs or self.progress.step >= self.total_steps
+
+
+def final_evaluation(run: Run) -> dict:
+    """Test metrics: the last epoch's evaluation when it already used the test split, else a new pass."""
     final = run.last_eval if run.test_loader is None and run.last_eval else \
-        evaluate(run.model, run.test_loader or run.eval_loader, ctx, run.precision)
-    if ctx.is_main:
+        evaluate(run.model, run.test_loader or run.eval_loader, run.ctx, run.precision)
+    if run.ctx.is_main:
         (run.out / "eval.json").write_text(json.dumps(final, indent=2) + "\n")
-        log(format_eval(final, "test"))
+        run.log(format_eval(final, "test"))
     return final
+
+
+def end_epoch(run: Run) -> None:
+    run.last_eval = evaluate(run.model, run.eval_loader, run.ctx, run.precision)  # DDP: all ranks, exact
+    write_metrics(run, {"epoch": run.progress.epoch + 1, "step": run.progress.step, "eval": run.last_eval})
+    run.progress = Progress(epoch=run.progress.epoch + 1, step=run.progress.step)
 
 
 def prepare_run(config: TrainConfig, ctx: DistContext, log=print) -> Run:
@@ -95,45 +108,71 @@ def prepare_run(config: TrainConfig, ctx: DistContext, log=print) -> Run:
     log(f"device: {ctx.device} | world size {ctx.world_size} | precision {precision} | backend {ctx.backend}")
     log(describe_batch(config, ctx.world_size))
     data = load_data(config, log)
-    model_source = str(resume_from) if resume_from else config.model_name
-    tokenizer = build_tokenizer(model_source)
-    model = build_model(model_source, tokenizer, seed=config.seed).to(ctx.device)
-    log(f"model: {config.model_name} ({count_parameters(model) / 1e6:.1f}M parameters)"
-        + (f", resuming from {resume_from}" if resume_from else ""))
-    train_split, eval_split, test_split = tokenize_splits(data, tokenizer, config, ctx)
-    pin = ctx.device.type == "cuda"
-    train_loader = build_train_loader(train_split, config.padding, config.per_device_batch_size, config.max_length,
-                                      config.seed, tokenizer.pad_token_id, ctx.rank, ctx.world_size, pin)
-    eval_loader = build_eval_loader(eval_split, config.eval_batch_size, tokenizer.pad_token_id, ctx.rank,
-                                    ctx.world_size, pin)
-    test_loader = None if test_split is None else build_eval_loader(
-        test_split, config.eval_batch_size, tokenizer.pad_token_id, ctx.rank, ctx.world_size, pin)
+    model, tokenizer = load_model(config, resume_from, ctx, log)
+    train_loader, eval_loader, test_loader = build_loaders(data, tokenizer, config, ctx)
     steps_per_epoch = -(-len(train_loader.batch_sampler) // config.grad_accum_steps)
-    optimizer = build_optimizer(model, config)
     total_steps = steps_per_epoch * config.epochs
+    total_steps = min(total_steps, config.max_steps) if config.max_steps else total_steps
+    optimizer = build_optimizer(model, config)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
     scaler = make_scaler(precision, ctx.device)
-    progress = Progress()
     if resume_from:
         progress = restore_state(resume_from, optimizer, scheduler, scaler, ctx)
     else:
+        progress = Progress()
         torch.manual_seed(config.seed + ctx.rank)  # dropout differs per rank, reproducibly
-    log(f"steps: {steps_per_epoch} per epoch x {config.epochs} epochs = {total_steps}; padding {config.padding}: "
-        f"{padding_ratio(train_loader):.3f} tokens processed per real token")
+    log(f"steps: {steps_per_epoch} per epoch x {config.epochs} epochs, {total_steps} in all; padding "
+        f"{config.padding}: {padding_ratio(train_loader):.3f} tokens processed per real token")
     if ctx.is_distributed:  # DDP: wrap after loading the checkpoint, so every rank starts from the same weights
         model = DDP(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
     if ctx.is_main:
-        Path(config.output_dir).mkdir(parents=True, exist_ok=True)
-        config.save(Path(config.output_dir) / "config.json")
-        if not resume_from:
-            (Path(config.output_dir) / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run, a fresh log
+        start_output_dir(config, fresh=not resume_from)
     return Run(config, ctx, model, tokenizer, train_loader, eval_loader, test_loader, optimizer, scheduler, scaler,
                precision, progress, steps_per_epoch, log)
 
 
+def load_model(config: TrainConfig, resume_from: Path | None, ctx: DistContext, log):
+    """The configured model, or the checkpoint's weights when resuming; fp32 master weights on the device."""
+    source = str(resume_from) if resume_from else config.model_name
+    tokenizer = build_tokenizer(source)
+    model = build_model(source, tokenizer, seed=config.seed).float().to(ctx.device)  # AMP needs fp32 weights
+    if config.no_dropout:
+        disable_dropout(model)
+    log(f"model: {config.model_name} ({count_parameters(model) / 1e6:.1f}M parameters)"
+        + (f", resuming from {resume_from}" if resume_from else ""))
+    return model, tokenizer
+
+
+def build_loaders(data: NewsData, tokenizer, config: TrainConfig, ctx: DistContext):
+    """Train loader (this rank's batches), per-epoch evaluation loader, and a test loader when they differ."""
+    train_split, eval_split, test_split = tokenize_splits(data, tokenizer, config, ctx)
+    pad, pin = tokenizer.pad_token_id, ctx.device.type == "cuda"
+    train_loader = build_train_loader(train_split, config.padding, config.per_device_batch_size, config.max_length,
+                                      config.seed, pad, ctx.rank, ctx.world_size, pin)
+    eval_loaders = [None if split is None else
+                    build_eval_loader(split, config.eval_batch_size, pad, ctx.rank, ctx.world_size, pin)
+                    for split in (eval_split, test_split)]
+    return train_loader, *eval_loaders
+
+
+def start_output_dir(config: TrainConfig, fresh: bool) -> None:
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config.save(out / "config.json")
+    if fresh:
+        (out / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run, a fresh log
+
+
 # Fields that may change between an interrupted run and its resumption; all others define the run.
 RESUMABLE_CHANGES = {"output_dir", "log_every_steps", "save_every_steps", "resume", "num_threads", "device",
-                     "eval_batch_size"}
+                     "eval_batch_size", "fail_at_step"}
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Zero every dropout, whatever the architecture calls it: training becomes a pure function of the data."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
 
 
 def check_resumable(saved: TrainConfig, config: TrainConfig, where: Path) -> None:
@@ -168,40 +207,43 @@ def tokenize_splits(data: NewsData, tokenizer, config: TrainConfig, ctx: DistCon
     return train_split, eval_split, (tokenized[2] if len(tokenized) == 3 else None)
 
 
-def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW; biases and LayerNorm weights are not decayed (they set scale and offset, not capacity)."""
+def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (or SGD); biases and LayerNorm weights are not decayed (they set scale and offset, not capacity)."""
     decay, no_decay = [], []
-    for name, param in model.named_parameters():
+    for param in model.parameters():
         (no_decay if param.ndim < 2 else decay).append(param)
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.learning_rate)
     return torch.optim.AdamW(groups, lr=config.learning_rate)
 
 
 def restore_state(checkpoint_dir: Path, optimizer, scheduler, scaler, ctx: DistContext) -> Progress:
     state = ckpt.load_training_state(checkpoint_dir, ctx.device)  # map_location: this rank's device
+    if state["world_size"] != ctx.world_size:
+        raise ConfigError(f"{checkpoint_dir} was written by {state['world_size']} processes and this run has "
+                          f"{ctx.world_size}: its position in the epoch counts batches per rank, so resume with "
+                          f"the same number of processes, or pass --resume false to start over")
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
-    rng_states = state["rng"]
-    if len(rng_states) == ctx.world_size:
-        ckpt.restore_rng_state(rng_states[ctx.rank])  # DDP: each rank gets back its own dropout stream
-    else:
-        torch.manual_seed(state["progress"]["step"] + ctx.rank)  # world size changed: exact replay impossible
+    ckpt.restore_rng_state(state["rng"][ctx.rank])  # DDP: each rank gets back its own dropout stream
     return Progress(**state["progress"])
 
 
 def run_epoch(run: Run) -> None:
-    """One pass over this rank's batches, from where a resumed run left off."""
+    """This rank's batches from where the run stands, to the epoch's end or max_steps."""
     sampler = run.train_loader.batch_sampler
     sampler.set_epoch(run.progress.epoch, skip_batches=run.progress.batches_done)  # DDP: new shuffle, same on all ranks
     run.model.train()
     batches = iter(run.train_loader)
     remaining = len(sampler) - run.progress.batches_done
-    steps_left = -(-remaining // run.config.grad_accum_steps)
+    steps_left = min(-(-remaining // run.config.grad_accum_steps), run.total_steps - run.progress.step)
     bar = tqdm(total=run.steps_per_epoch, initial=run.steps_per_epoch - steps_left, mininterval=bar_interval(),
                desc=f"epoch {run.progress.epoch + 1}/{run.config.epochs}", disable=not run.ctx.is_main)
     meter = Throughput(run.ctx)
     for _ in range(steps_left):
+        maybe_fail(run)
         micro = [next(batches) for _ in range(min(run.config.grad_accum_steps, remaining))]
         remaining -= len(micro)
         loss = run_step(run, micro)
@@ -211,11 +253,27 @@ def run_epoch(run: Run) -> None:
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
         if run.progress.step % run.config.log_every_steps == 0:
-            write_metrics(run, {"epoch": run.progress.epoch + 1, "step": run.progress.step, "loss": loss,
-                                "lr": run.scheduler.get_last_lr()[0], **meter.read()})
+            write_metrics(run, {"epoch": run.progress.epoch + 1, "step": run.progress.step,
+                                "loss": mean_over_ranks(loss, run.ctx), "lr": run.scheduler.get_last_lr()[0],
+                                **meter.read()})
         if run.config.save_every_steps and run.progress.step % run.config.save_every_steps == 0 and remaining:
             save(run)
     bar.close()
+
+
+def maybe_fail(run: Run) -> None:
+    """Fault injection for the elastic-restart lesson: the last rank dies hard, on the first attempt only."""
+    cfg, ctx = run.config, run.ctx
+    if cfg.fail_at_step and run.progress.step + 1 == cfg.fail_at_step and restart_count() == 0 \
+            and ctx.rank == ctx.world_size - 1:
+        print(f"rank {ctx.rank}: injected failure before step {cfg.fail_at_step} (--fail-at-step)",
+              file=sys.stderr, flush=True)
+        os._exit(1)  # no cleanup, as a real crash; torchrun notices and (with --max-restarts) restarts all
+
+
+def mean_over_ranks(value: float, ctx: DistContext) -> float:
+    total = all_reduce_sum(torch.tensor(value, dtype=torch.float64, device=ctx.device), ctx)  # DDP: every rank
+    return float(total) / ctx.world_size
 
 
 def bar_interval() -> float:
