@@ -19,7 +19,7 @@ DEMO_DATA ?= $(if $(wildcard $(REALDATA)/test.csv),--train-file $(REALDATA)/trai
 
 # DDP on 2 CPU processes (gloo); a per-device batch of 16 keeps the recipe's global batch of 32.
 demo: $(VENV)/.installed
-	$(BIN)/torchrun --nproc_per_node=2 -m distrinews train --preset cpu-demo --per-device-batch-size 16 $(DEMO_DATA)
+	$(BIN)/torchrun --standalone --nproc_per_node=2 -m distrinews train --preset cpu-demo --per-device-batch-size 16 $(DEMO_DATA)
 
 test: $(VENV)/.installed
 	@# pytest exits 5 when a selection (PYTEST_ARGS="-k ...") matches no test: report it, not a failure

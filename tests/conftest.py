@@ -25,9 +25,9 @@ def offline_and_isolated(tmp_path_factory):
 
 
 def run_cli(*args: str, launcher: tuple[str, ...] = (sys.executable, "-m", "distrinews"), timeout: int = 600,
-            check: bool = True) -> subprocess.CompletedProcess:
+            check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run `python -m distrinews ARGS` (or another launcher) and return the finished process."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "lib")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "lib"), **(env or {})}
     proc = subprocess.run([*launcher, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
     if check and proc.returncode != 0:
         raise AssertionError(f"{args} exited {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\n"
@@ -36,11 +36,14 @@ def run_cli(*args: str, launcher: tuple[str, ...] = (sys.executable, "-m", "dist
 
 
 def torchrun(*args: str, nproc: int = 2, options: tuple[str, ...] = (), check: bool = True,
-             timeout: int = 600) -> subprocess.CompletedProcess:
-    """`torchrun --nproc_per_node=N [OPTIONS] -m distrinews ARGS` on CPU, with this interpreter's torchrun."""
-    launcher = (sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-                f"--master_port={free_port()}", *options, "-m", "distrinews")
-    return run_cli(*args, launcher=launcher, check=check, timeout=timeout)
+             timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node=N [OPTIONS] -m distrinews ARGS` with this interpreter's torchrun.
+
+    --standalone runs a c10d rendezvous on a free port, as the README recommends on one machine.
+    """
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                *options, "-m", "distrinews")
+    return run_cli(*args, launcher=launcher, check=check, timeout=timeout, env=env)
 
 
 def free_port() -> int:

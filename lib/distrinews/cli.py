@@ -2,7 +2,8 @@
 
     distrinews train --preset smoke                                  # seconds, CPU, synthetic data
     distrinews train --preset cpu-demo --train-file a.csv b.csv --test-file test.csv
-    torchrun --nproc_per_node=2 -m distrinews train --preset kaggle-t4x2
+    torchrun --standalone --nproc_per_node=2 -m distrinews train --preset kaggle-t4x2
+    torchrun --standalone --nproc_per_node=2 -m distrinews diagnose    # one all-reduce, prints the group
     distrinews evaluate --checkpoint runs/smoke/checkpoint --data synthetic
 
 Every TrainConfig field is an option (`--learning-rate 1e-4` or `--learning_rate 1e-4`); a user error

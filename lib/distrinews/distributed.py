@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -69,6 +70,8 @@ def setup(device: str = "auto", timeout_s: int = 600) -> DistContext:
         return DistContext(device=torch.device("cuda" if use_cuda else "cpu"))
     apply_debug_switch()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
+    if rank == 0 and restarts_unsafe():
+        print(RESTART_WARNING, file=sys.stderr, flush=True)
     world_size = int(os.environ["WORLD_SIZE"])
     backend = "nccl" if use_cuda else "gloo"
     if use_cuda:
@@ -82,6 +85,19 @@ def setup(device: str = "auto", timeout_s: int = 600) -> DistContext:
         **({"device_id": dev} if use_cuda else {}),
     )
     return DistContext(rank=rank, local_rank=local_rank, world_size=world_size, device=dev, backend=backend)
+
+
+RESTART_WARNING = (
+    "warning: torchrun may restart this job (--max-restarts > 0) but TORCH_DISABLE_SHARE_RDZV_TCP_STORE is not 1; "
+    "restarted workers can then read stale addresses and fail or hang while joining (pytorch/pytorch#135712). "
+    "Launch as: TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --max-restarts=N ..."
+)
+
+
+def restarts_unsafe() -> bool:
+    """torchrun will restart workers, but shares its rendezvous store with them (the known-flaky setup)."""
+    may_restart = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0
+    return may_restart and os.environ.get("TORCH_DISABLE_SHARE_RDZV_TCP_STORE") != "1"
 
 
 def apply_debug_switch() -> None:

@@ -1,9 +1,9 @@
 """Fine-tune a classifier on AG News with DistributedDataParallel: one script, 1 CPU process to many GPUs.
 
     python train_ddp.py --preset smoke                                  # 1 CPU process, seconds
-    torchrun --nproc_per_node=2 train_ddp.py --preset smoke             # 2 CPU processes (gloo)
+    torchrun --standalone --nproc_per_node=2 train_ddp.py --preset smoke   # 2 CPU processes (gloo)
     python train_ddp.py --preset kaggle-t4                              # 1 GPU
-    torchrun --nproc_per_node=2 train_ddp.py --preset kaggle-t4x2       # Kaggle's 2x T4 (NCCL)
+    torchrun --standalone --nproc_per_node=2 train_ddp.py --preset kaggle-t4x2  # Kaggle's 2x T4 (NCCL)
     torchrun --nnodes=2 --nproc_per_node=2 --rdzv-backend=c10d \\
         --rdzv-endpoint=HOST:29500 train_ddp.py --preset kaggle-t4x2     # on each of 2 machines
 
