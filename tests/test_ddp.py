@@ -124,3 +124,13 @@ def test_a_restartable_launch_without_the_store_switch_is_warned_about():
     assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --max-restarts=N" in proc.stderr
     quiet = torchrun("diagnose", options=("--max-restarts=1",), env=RESTART_SAFE)
     assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE" not in quiet.stderr
+
+
+def test_the_script_file_runs_under_torchrun_as_the_notebook_launches_it(tmp_path):
+    """The DDP notebook writes train_ddp.py to disk and runs `!torchrun ... train_ddp.py`: the same code."""
+    script = tmp_path / "train_ddp.py"
+    script.write_text((ROOT / "lib" / "distrinews" / "train_ddp.py").read_text())
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script))
+    proc = run_cli("--preset", "smoke", "--max-steps", "6", "--output-dir", str(tmp_path / "run"), launcher=launcher)
+    assert "world size 2" in proc.stdout
+    assert read_json(tmp_path / "run" / "eval.json")["n_examples"] == 500
