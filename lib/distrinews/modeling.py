@@ -110,6 +110,7 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
         mask_token="[MASK]", model_max_length=512,
+        model_input_names=["input_ids", "attention_mask"],  # as DistilBERT's own tokenizer: no token_type_ids
     )
 
 
