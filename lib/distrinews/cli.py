@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    allow_abbrev=False)
     diagnose.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     diagnose.set_defaults(command=command_diagnose)
+
+    from .bench import add_commands as add_bench_commands  # predict, bench ...
+    from .serving import add_commands as add_serving_commands  # serve, publish ...
+
+    add_bench_commands(commands)
+    add_serving_commands(commands)
     return parser
 
 

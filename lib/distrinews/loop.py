@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from . import checkpoint as ckpt
-from .batching import TokenizedSplit, build_eval_loader, build_train_loader, padding_ratio, tokenize_split
+from .batching import build_eval_loader, build_train_loader, padding_ratio, tokenize_split
 from .config import ConfigError, TrainConfig, describe_batch, field_names
 from .data import NewsData, NewsSplit, load_news, read_news_csv
 from .distributed import DistContext, all_reduce_sum, barrier, restart_count

@@ -1,0 +1,268 @@
+"""`distrinews predict` and `distrinews bench infer|accuracy`: label headlines, time and check the fast CPU path.
+
+    distrinews predict --checkpoint runs/smoke/checkpoint "Stocks rally as oil prices fall" --json
+    distrinews bench infer --json                      # DistilBERT-base, random weights: timing only
+    distrinews bench infer --checkpoint runs/cpu-demo/checkpoint --runs 50
+    distrinews bench accuracy --checkpoint runs/cpu-demo/checkpoint --test-file test.csv --json
+
+The CLI imports this module on every command, so heavy imports (transformers, the pipeline) stay inside
+the functions that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+# A realistic AG News item (title + description), about 50 tokens, for the single-text latency.
+HEADLINE = ("Oil prices hit a record high as supply fears grow. Crude oil futures climbed above $48 a barrel "
+            "on Tuesday after a strike in Nigeria and new attacks on pipelines in Iraq, while OPEC said it "
+            "could do little more to cool the market.")
+BATCH_SIZE = 32
+# Measured on the 2-core course machine (DistilBERT-base, shared with other jobs): with 2 threads the
+# single-text p50 was pipeline 414 ms, fp32 329 ms, int8 610 ms (threads fight the other processes and
+# each other); with 1 thread 74 ms, 60 ms and 17 ms. One thread wins for every variant, so it is the default.
+DEFAULT_THREADS = 1
+
+
+def add_commands(commands) -> None:
+    """Register `predict` and `bench infer|accuracy` on the CLI's subparsers."""
+    add_predict_command(commands)
+    bench = commands.add_parser("bench", help="time the CPU inference paths or measure int8's accuracy cost",
+                                allow_abbrev=False)
+    tasks = bench.add_subparsers(required=True, metavar="TASK")
+    add_infer_command(tasks)
+    add_accuracy_command(tasks)
+
+
+def add_predict_command(commands) -> None:
+    predict = commands.add_parser("predict", help="label headlines with a trained checkpoint", allow_abbrev=False)
+    predict.add_argument("texts", nargs="+", metavar="TEXT", help="one or more headlines (quote each)")
+    predict.add_argument("--checkpoint", required=True, help="the checkpoint/ folder a training run wrote")
+    predict.add_argument("--optimize", default="auto", choices=("auto", "int8", "none"),
+                         help="auto and int8: dynamic int8 quantization on CPU; none: plain fp32")
+    predict.add_argument("--json", action="store_true", help="also print one JSON list as the last line")
+    predict.set_defaults(command=command_predict)
+
+
+def add_infer_command(tasks) -> None:
+    infer = tasks.add_parser("infer", help="latency and throughput: transformers pipeline vs fp32 vs int8",
+                             allow_abbrev=False)
+    source = infer.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", help="a checkpoint directory to time")
+    source.add_argument("--model", help="a model name (hub id, 'minilm', 'tiny'); default: DistilBERT-base "
+                                        "architecture with random weights")
+    infer.add_argument("--runs", type=int, default=30, help="timed single-text calls per variant (default 30)")
+    infer.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                       help=f"torch CPU threads for every variant (default {DEFAULT_THREADS}, measured best)")
+    infer.add_argument("--json", action="store_true", help="also print one JSON object as the last line")
+    infer.set_defaults(command=command_bench_infer)
+
+
+def add_accuracy_command(tasks) -> None:
+    accuracy = tasks.add_parser("accuracy", help="accuracy of fp32 vs int8 predictions of one checkpoint",
+                                allow_abbrev=False)
+    accuracy.add_argument("--checkpoint", required=True, help="the checkpoint/ folder a training run wrote")
+    accuracy.add_argument("--test-file", required=True, help="an AG News CSV (original or Hugging Face form)")
+    accuracy.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch CPU threads")
+    accuracy.add_argument("--json", action="store_true", help="also print one JSON object as the last line")
+    accuracy.set_defaults(command=command_bench_accuracy)
+
+
+# ---- predict ---------------------------------------------------------------------------------
+
+
+def command_predict(args: argparse.Namespace) -> int:
+    from .inference import NewsClassifier
+
+    checkpoint = require_checkpoint(args.checkpoint)
+    predictions = NewsClassifier.load(str(checkpoint), optimize=args.optimize).predict(args.texts)
+    for text, prediction in zip(args.texts, predictions):
+        print(format_prediction(text, prediction))
+    if args.json:
+        print(json.dumps([{"text": text, **p.to_dict()} for text, p in zip(args.texts, predictions)]))
+    return 0
+
+
+def require_checkpoint(path: str) -> Path:
+    """A directory with a config.json, or a FileNotFoundError that says what to pass instead."""
+    checkpoint = Path(path)
+    if not (checkpoint / "config.json").is_file():
+        raise FileNotFoundError(f"{checkpoint} is not a checkpoint directory (no config.json); "
+                                f"pass the checkpoint/ folder a training run wrote, e.g. runs/smoke/checkpoint")
+    return checkpoint
+
+
+def format_prediction(text: str, prediction) -> str:
+    """`Business  (World 0.02, Sports 0.01, Business 0.95, Sci/Tech 0.02)  Stocks rally ...`."""
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    probabilities = ", ".join(f"{name} {p:.2f}" for name, p in prediction.probabilities.items())
+    cut = "  [truncated]" if prediction.truncated else ""
+    return f"{prediction.label:<9} ({probabilities})  {shown!r}{cut}"
+
+
+# ---- bench infer -----------------------------------------------------------------------------
+
+
+def command_bench_infer(args: argparse.Namespace) -> int:
+    from .config import ConfigError
+
+    if args.runs < 1:
+        raise ConfigError(f"--runs must be at least 1; got {args.runs}")
+    checkpoint = str(require_checkpoint(args.checkpoint)) if args.checkpoint else None
+    report = benchmark_inference(checkpoint or args.model, runs=args.runs, threads=args.threads)
+    print_inference_table(report)
+    if args.json:
+        print(json.dumps(report))
+    return 0
+
+
+def benchmark_inference(source: str | None = None, runs: int = 30, threads: int = DEFAULT_THREADS) -> dict:
+    """Time the transformers pipeline, the library's fp32 path and its int8 path on the same weights.
+
+    Variants alternate call by call, so a burst of load from another process hits all three alike.
+    """
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    model, tokenizer, name, random_weights = build_bench_model(source)
+    variants = build_variants(model, tokenizer)
+    batch = build_batch_texts()
+    for run in variants.values():  # warm-up: first calls allocate buffers and pick kernels
+        for _ in range(3):
+            run([HEADLINE])
+        run(batch)
+    single = time_alternating(variants, [HEADLINE], runs)
+    batched = time_alternating(variants, batch, max(2, runs // 5))  # a batch takes ~30x longer than one text
+    report = {"model": name, "random_weights": random_weights, "runs": runs, "batch_size": len(batch),
+              "headline_tokens": len(tokenizer(HEADLINE)["input_ids"])}
+    for key, times in single.items():
+        report[f"{key}_p50_ms"] = round(percentile(times, 50) * 1000, 3)
+        report[f"{key}_p95_ms"] = round(percentile(times, 95) * 1000, 3)
+    for key, times in batched.items():
+        report[f"{key}_texts_per_s"] = round(len(batch) / statistics.median(times), 2)
+    report["ratio"] = report["optimized_p50_ms"] / report["pipeline_p50_ms"]
+    report.update(describe_machine())
+    return report
+
+
+def build_bench_model(source: str | None):
+    """Return (fp32 model, tokenizer, name, random_weights); no source means DistilBERT-base, random weights."""
+    from transformers import AutoModelForSequenceClassification, DistilBertConfig
+
+    from .labels import ID2LABEL, LABEL2ID
+    from .modeling import build_model, build_tokenizer
+
+    if source is None:
+        # bert-base-uncased's vocabulary (MiniLM ships it offline) matches DistilBERT-base's 30522 tokens.
+        tokenizer = build_tokenizer("minilm")
+        config = DistilBertConfig(vocab_size=len(tokenizer), num_labels=4, id2label=ID2LABEL, label2id=LABEL2ID)
+        model = AutoModelForSequenceClassification.from_config(config)
+        return model.float().eval(), tokenizer, "distilbert-base (DistilBertConfig defaults)", True
+    tokenizer = build_tokenizer(source)
+    return build_model(source, tokenizer).float().eval(), tokenizer, source, source == "tiny"
+
+
+def build_variants(model, tokenizer) -> dict:
+    """Three callables over the same weights: texts in, labels out."""
+    from transformers import pipeline
+
+    from .inference import NewsClassifier, quantize_int8
+
+    pipe = pipeline("text-classification", model=model, tokenizer=tokenizer, device=-1)
+    fp32 = NewsClassifier(model, tokenizer, batch_size=BATCH_SIZE)
+    optimized = NewsClassifier(quantize_int8(copy.deepcopy(model)), tokenizer, batch_size=BATCH_SIZE)
+    return {
+        "pipeline": lambda texts: pipe(texts, batch_size=BATCH_SIZE, truncation=True, max_length=128),
+        "fp32": fp32.predict,
+        "optimized": optimized.predict,
+    }
+
+
+def build_batch_texts() -> list[str]:
+    """32 news-shaped texts of mixed length, like a real batch."""
+    from .synthetic import generate_news
+
+    return generate_news(BATCH_SIZE, seed=1)[0]
+
+
+def time_alternating(variants: dict, texts: list[str], runs: int) -> dict[str, list[float]]:
+    """Seconds per call for each variant, taking turns on every run."""
+    times = {key: [] for key in variants}
+    for _ in range(runs):
+        for key, run in variants.items():
+            start = time.perf_counter()
+            run(texts)
+            times[key].append(time.perf_counter() - start)
+    return times
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile: an observed value, honest for small samples."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def describe_machine() -> dict:
+    import torch
+    import transformers
+
+    return {"torch_version": torch.__version__, "transformers_version": transformers.__version__,
+            "cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "cpu": platform.processor()}
+
+
+def print_inference_table(report: dict) -> None:
+    weights = "RANDOM weights (timing only, labels are meaningless)" if report["random_weights"] else "trained weights"
+    print(f"model: {report['model']}, {weights}; {report['cpu_threads']} torch thread(s), "
+          f"{report['headline_tokens']}-token headline, batch {report['batch_size']}, {report['runs']} runs")
+    print(f"{'variant':<36}{'p50 ms':>10}{'p95 ms':>10}{'texts/s':>10}")
+    names = {"pipeline": "transformers pipeline (fp32)", "fp32": "NewsClassifier fp32",
+             "optimized": "NewsClassifier int8 (optimized)"}
+    for key, label in names.items():
+        print(f"{label:<36}{report[key + '_p50_ms']:>10.1f}{report[key + '_p95_ms']:>10.1f}"
+              f"{report[key + '_texts_per_s']:>10.1f}")
+    print(f"ratio optimized/pipeline p50: {report['ratio']:.3f} (target <= 0.33)")
+
+
+# ---- bench accuracy --------------------------------------------------------------------------
+
+
+def command_bench_accuracy(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    report = measure_int8_accuracy(str(require_checkpoint(args.checkpoint)), args.test_file)
+    print(f"{report['n_examples']} examples from {args.test_file}")
+    print(f"fp32 accuracy: {report['fp32_accuracy']:.4f}")
+    print(f"int8 accuracy: {report['int8_accuracy']:.4f}")
+    print(f"difference:    {report['delta_points']:+.2f} points (int8 - fp32; allowed cost 0.5)")
+    if args.json:
+        print(json.dumps(report))
+    return 0
+
+
+def measure_int8_accuracy(checkpoint: str, test_file) -> dict:
+    """Accuracy of the fp32 and the int8 path of one checkpoint on every row of an AG News CSV."""
+    from .data import read_news_csv
+    from .inference import NewsClassifier, quantize_int8
+
+    texts, labels, _ = read_news_csv(test_file)
+    fp32 = NewsClassifier.load(checkpoint, optimize="none")
+    int8 = NewsClassifier(quantize_int8(copy.deepcopy(fp32.model)), fp32.tokenizer)
+    fp32_accuracy, int8_accuracy = accuracy(fp32, texts, labels), accuracy(int8, texts, labels)
+    return {"checkpoint": checkpoint, "n_examples": len(labels), "fp32_accuracy": fp32_accuracy,
+            "int8_accuracy": int8_accuracy, "delta_points": (int8_accuracy - fp32_accuracy) * 100}
+
+
+def accuracy(classifier, texts: list[str], labels: list[int]) -> float:
+    predictions = classifier.predict(texts)
+    return sum(classifier.labels.index(p.label) == y for p, y in zip(predictions, labels)) / len(labels)

@@ -1,0 +1,278 @@
+"""Serve and publish: `distrinews serve` and `distrinews publish space`.
+
+    distrinews serve --checkpoint runs/cpu-demo/checkpoint              # the Space app on http://127.0.0.1:7860
+    distrinews publish space --space-id me/distrinews --model-id me/distrinews-agnews \\
+        --checkpoint runs/cpu-demo/checkpoint --dry-run                  # stage and validate, push nothing
+
+`publish space` stages two folders, `STAGE/model` (the checkpoint's inference files and a model card) and
+`STAGE/space` (app.py, README.md, requirements.txt and the `distrinews` modules app.py imports, so the folder
+runs on its own), validates them, then pushes both with huggingface_hub unless --dry-run.
+Gradio, uvicorn and huggingface_hub are imported inside the commands: `distrinews train` never pays for them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+SPACE_SOURCE = Path(__file__).resolve().parents[2] / "space"  # the course repository's space/ folder
+PACKAGE_DIR = Path(__file__).resolve().parent
+APP_MODULES = ("__init__.py", "inference.py", "labels.py", "modeling.py", "synthetic.py")  # what app.py imports
+MODEL_FILES_SKIPPED = ("training_state.pt",)  # optimizer state: large, and only for resuming
+PLACEHOLDER_MODEL = "OWNER/distrinews-distilbert-agnews"
+REQUIRED_FRONT_MATTER = ("title", "emoji", "colorFrom", "colorTo", "sdk", "sdk_version", "app_file",
+                         "python_version", "short_description", "models", "datasets", "license")
+HARDWARE = {"cpu": "cpu-basic", "zero-gpu": "zero-a10g"}
+REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+class PublishError(ValueError):
+    """A publish that cannot go ahead; the message says what to fix."""
+
+
+def add_commands(commands) -> None:
+    """Register this module's subcommands on the CLI's subparsers."""
+    serve = commands.add_parser("serve", help="serve the Space app (web demo + JSON API) for a checkpoint",
+                                allow_abbrev=False)
+    serve.add_argument("--checkpoint", required=True, help="a checkpoint directory or a hub id")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=7860)
+    serve.set_defaults(command=command_serve)
+
+    publish = commands.add_parser("publish", help="publish to the Hugging Face hub", allow_abbrev=False)
+    targets = publish.add_subparsers(required=True, metavar="TARGET")
+    space = targets.add_parser("space", help="push the model and its demo Space", allow_abbrev=False)
+    space.add_argument("--space-id", required=True, help="OWNER/NAME of the Space")
+    space.add_argument("--model-id", required=True, help="OWNER/NAME of the model repository")
+    space.add_argument("--checkpoint", required=True, help="the checkpoint directory to publish")
+    space.add_argument("--dry-run", action="store_true", help="stage and validate, print what would be pushed")
+    space.add_argument("--stage-dir", help="where to stage the folders (default: a temporary directory)")
+    space.add_argument("--hardware", choices=tuple(HARDWARE), default="cpu", help="Space hardware (default cpu)")
+    space.set_defaults(command=command_publish_space)
+
+
+# ---- serve ------------------------------------------------------------------------------------------------
+
+def command_serve(args) -> int:
+    app_file = SPACE_SOURCE / "app.py"
+    if not app_file.exists():
+        print(f"distrinews: error: {app_file} not found; `serve` runs from a clone of the course repository",
+              file=sys.stderr)
+        return 2
+    os.environ["DISTRINEWS_MODEL"] = str(args.checkpoint)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    import uvicorn
+
+    app = load_app(app_file)
+    print(f"serving {args.checkpoint} at http://{args.host}:{args.port}")
+    print(f"DistriNews demo: http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
+    uvicorn.run(app.app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def load_app(app_file: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("distrinews_space_app", app_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---- publish space ----------------------------------------------------------------------------------------
+
+def command_publish_space(args) -> int:
+    try:
+        for name, repo_id in (("--space-id", args.space_id), ("--model-id", args.model_id)):
+            if not REPO_ID.match(repo_id):
+                raise PublishError(f"{name} must look like OWNER/NAME, got {repo_id!r}")
+        checkpoint = Path(args.checkpoint)
+        if not (checkpoint / "config.json").exists():
+            raise PublishError(f"{checkpoint} is not a checkpoint directory (no config.json)")
+        token = None if args.dry_run else find_token()  # fail before any work when a push cannot happen
+        stage = Path(args.stage_dir) if args.stage_dir else Path(tempfile.mkdtemp(prefix="distrinews-publish-"))
+        model_dir, space_dir = stage_model(checkpoint, args.model_id, stage), stage_space(args.model_id, stage,
+                                                                                           args.space_id)
+        validate_space(space_dir, checkpoint)
+    except PublishError as err:
+        print(f"distrinews: error: {err}", file=sys.stderr)
+        return 2
+    plan = [("model", args.model_id, model_dir), ("space", args.space_id, space_dir)]
+    for kind, repo_id, folder in plan:
+        files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+        print(f"{'would push' if args.dry_run else 'pushing'} {kind} {repo_id} from {folder}: {len(files)} files")
+        for name in files:
+            print(f"  {name}")
+    if args.dry_run:
+        print(f"dry run: nothing pushed; Space hardware would be {HARDWARE[args.hardware]}")
+        return 0
+    push(plan, token, HARDWARE[args.hardware])
+    print(f"published https://huggingface.co/{args.model_id} and https://huggingface.co/spaces/{args.space_id}")
+    return 0
+
+
+def find_token() -> str:
+    """HF_TOKEN from the environment, else Kaggle Secrets; never printed."""
+    token = os.environ.get("HF_TOKEN", "").strip()
+    if not token:
+        try:
+            from kaggle_secrets import UserSecretsClient
+        except ImportError:
+            pass
+        else:
+            try:
+                token = (UserSecretsClient().get_secret("HF_TOKEN") or "").strip()
+            except Exception:  # noqa: BLE001 - a missing secret raises the client's own error types
+                token = ""
+    if not token:
+        raise PublishError("no Hugging Face token: set HF_TOKEN (a write token from "
+                           "https://huggingface.co/settings/tokens) or add it to Kaggle Secrets as HF_TOKEN; "
+                           "or use --dry-run")
+    return token
+
+
+def stage_model(checkpoint: Path, model_id: str, stage: Path) -> Path:
+    """The checkpoint's inference files plus a model card, in STAGE/model."""
+    folder = fresh_dir(stage / "model")
+    for path in checkpoint.iterdir():
+        if path.is_file() and path.name not in MODEL_FILES_SKIPPED:
+            shutil.copy2(path, folder / path.name)
+    (folder / "README.md").write_text(model_card(checkpoint, model_id), encoding="utf-8")
+    return folder
+
+
+def stage_space(model_id: str, stage: Path, space_id: str) -> Path:
+    """app.py, README.md (front matter naming the model), requirements.txt and the distrinews modules."""
+    folder = fresh_dir(stage / "space")
+    shutil.copy2(SPACE_SOURCE / "app.py", folder / "app.py")
+    shutil.copy2(SPACE_SOURCE / "requirements.txt", folder / "requirements.txt")
+    readme = (SPACE_SOURCE / "README.md").read_text(encoding="utf-8").replace(PLACEHOLDER_MODEL, model_id)
+    readme = readme.replace("OWNER-NAME.hf.space", space_id.replace("/", "-").replace("_", "-").lower() + ".hf.space")
+    try:
+        from importlib.metadata import version
+
+        readme = re.sub(r"(?m)^sdk_version: .*$", f"sdk_version: {version('gradio')}", readme, count=1)
+    except Exception:  # noqa: BLE001 - gradio not installed here: keep the version written in space/README.md
+        pass
+    (folder / "README.md").write_text(readme, encoding="utf-8")
+    package = folder / "distrinews"
+    package.mkdir()
+    for name in APP_MODULES:
+        shutil.copy2(PACKAGE_DIR / name, package / name)
+    return folder
+
+
+def fresh_dir(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def model_card(checkpoint: Path, model_id: str) -> str:
+    """Front matter, the recipe from distrinews_config.json and the metrics from eval.json beside the run."""
+    config = read_json(checkpoint / "distrinews_config.json")
+    metrics = read_json(checkpoint.parent / "eval.json")
+    recipe = "\n".join(f"| `{key}` | `{config[key]}` |" for key in (
+        "model_name", "max_length", "epochs", "per_device_batch_size", "grad_accum_steps", "optimizer",
+        "learning_rate", "weight_decay", "warmup_ratio", "precision", "seed") if key in config)
+    if metrics:
+        results = (f"Measured on {metrics.get('n_examples', '?')} held-out AG News test examples: "
+                   f"accuracy **{metrics.get('accuracy', float('nan')):.4f}**, "
+                   f"macro-F1 **{metrics.get('macro_f1', float('nan')):.4f}**.")
+    else:
+        results = "No eval.json was found beside the checkpoint: run `distrinews evaluate` to measure it."
+    return f"""---
+license: mit
+language: en
+library_name: transformers
+pipeline_tag: text-classification
+datasets:
+  - fancyzhx/ag_news
+tags:
+  - distilbert
+  - ag-news
+  - ddp
+---
+
+# {model_id}
+
+A news topic classifier: **World**, **Sports**, **Business** or **Sci/Tech**. Fine-tuned on
+[AG News](https://huggingface.co/datasets/fancyzhx/ag_news) with the DistriNews course library.
+
+## How it was trained
+
+PyTorch DistributedDataParallel (DDP): one process per device (`torchrun --nproc_per_node=N -m distrinews
+train ...`), each reading its own shard of the data through a DistributedSampler, gradients averaged by
+all-reduce after every backward pass, so all replicas stay identical. The global batch is
+`per_device_batch_size x world_size x grad_accum_steps`.
+
+| setting | value |
+|---|---|
+{recipe or "| (no distrinews_config.json found) | |"}
+
+## Results
+
+{results}
+
+## Use
+
+```python
+from transformers import pipeline
+
+classify = pipeline("text-classification", model="{model_id}")
+classify("Stocks rally as oil prices fall")
+```
+"""
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def validate_space(space_dir: Path, checkpoint: Path) -> None:
+    """Front matter keys present, and app.py imports from the staged folder alone."""
+    import yaml
+
+    text = (space_dir / "README.md").read_text(encoding="utf-8")
+    match = re.match(r"^---\n(.*?)\n---\n", text, re.S)
+    if not match:
+        raise PublishError("space README.md has no YAML front matter")
+    meta = yaml.safe_load(match.group(1)) or {}
+    missing = [key for key in REQUIRED_FRONT_MATTER if not meta.get(key)]
+    if missing:
+        raise PublishError(f"space README.md front matter lacks {', '.join(missing)}")
+    if len(meta["short_description"]) > 60:
+        raise PublishError("space README.md short_description is longer than 60 characters")
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env.update(DISTRINEWS_MODEL=str(checkpoint.resolve()), GRADIO_ANALYTICS_ENABLED="False")
+    # `python -c` puts the cwd first on sys.path, so the staged distrinews must win over the installed one
+    probe = ("import pathlib, app, distrinews; here = pathlib.Path('distrinews').resolve(); "
+             "assert pathlib.Path(distrinews.__file__).resolve().parent == here, distrinews.__file__")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=space_dir, env=env, capture_output=True, text=True,
+                          timeout=300)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise PublishError(f"the staged app.py does not import from {space_dir}:\n" + "\n".join(tail))
+
+
+def push(plan: list[tuple[str, str, Path]], token: str, hardware: str) -> None:
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    for kind, repo_id, folder in plan:
+        if kind == "space":
+            api.create_repo(repo_id, repo_type="space", space_sdk="gradio", space_hardware=hardware, exist_ok=True)
+            api.add_space_variable(repo_id, "DISTRINEWS_MODEL", plan[0][1])  # app.py loads the model from the hub
+        else:
+            api.create_repo(repo_id, repo_type="model", exist_ok=True)
+        api.upload_folder(repo_id=repo_id, repo_type=kind, folder_path=str(folder),
+                          commit_message="Publish with distrinews publish space")

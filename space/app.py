@@ -1,0 +1,228 @@
+"""DistriNews Space: label a news headline as World, Sports, Business or Sci/Tech.
+
+One server answers both people and programs:
+    /              the Gradio demo (single headline, batch tab, about)
+    POST /predict  JSON: {"text": "..."} or {"texts": ["...", ...]}  ->  {"predictions": [...]}
+    GET  /health   JSON: {"status": "ok", "model": "..."}
+
+The model comes from env DISTRINEWS_MODEL (a hub id or a local checkpoint directory), else a `model/` folder
+beside this file. Run locally:  DISTRINEWS_MODEL=runs/cpu-demo/checkpoint python space/app.py
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import unicodedata
+from pathlib import Path
+
+import gradio as gr
+import torch
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from distrinews.inference import NewsClassifier, Prediction
+
+COURSE_URL = "https://github.com/OWNER/distrinews"  # placeholder: the course repository
+MAX_TEXTS = 64  # headlines per call, API and batch tab alike
+MAX_CHARS = 200_000  # longer texts are cut before tokenizing; the model reads only its first 128 tokens anyway
+CONCURRENCY = 4  # Gradio events in flight at once; the model lock below still runs one forward at a time
+EXAMPLES = [
+    "UN Security Council meets after ceasefire talks collapse in the region",  # World
+    "Late goal sends the home side into the cup final",  # Sports
+    "Shares slide as the central bank signals another rate rise",  # Business
+    "New chip promises faster machine learning on smartphones",  # Sci/Tech
+]
+
+try:  # ZeroGPU Spaces lend a GPU only inside functions decorated with spaces.GPU; elsewhere a no-op
+    import spaces
+
+    gpu = spaces.GPU
+except ImportError:
+    def gpu(f):
+        return f
+
+ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
+
+
+class InputError(ValueError):
+    """Input the model cannot label; the message says what to send instead."""
+
+
+def find_model() -> str:
+    source = os.environ.get("DISTRINEWS_MODEL") or ""
+    if source:
+        return source
+    local = Path(__file__).resolve().parent / "model"
+    if local.is_dir():
+        return str(local)
+    raise RuntimeError("no model: set DISTRINEWS_MODEL to a hub id or a checkpoint directory "
+                       "(e.g. DISTRINEWS_MODEL=runs/cpu-demo/checkpoint), or put one in a model/ folder beside app.py")
+
+
+class OnDevice(torch.nn.Module):
+    """Move the tokenizer's CPU tensors to the model's device (the classifier builds its inputs on CPU)."""
+
+    def __init__(self, model: torch.nn.Module, device: str):
+        super().__init__()
+        self.inner, self.device = model.to(device), device
+
+    def forward(self, **inputs):
+        return self.inner(**{name: tensor.to(self.device) for name, tensor in inputs.items()})
+
+
+MODEL_SOURCE = find_model()
+# int8 kernels are CPU-only: on ZeroGPU keep float weights so the model can move to CUDA inside `gpu` calls
+CLASSIFIER = NewsClassifier.load(MODEL_SOURCE, optimize="none" if ZERO_GPU else "auto")
+MODEL_LOCK = threading.Lock()  # one forward at a time: callers come from the Gradio queue and the API threadpool
+
+
+def clean(text) -> tuple[str, bool]:
+    """Strip control characters, reject blank text, cut very long text; returns (text, was_cut)."""
+    if not isinstance(text, str):
+        raise InputError(f"each text must be a string, got {type(text).__name__}")
+    # Cc: NUL and friends; Cs: lone surrogates (not encodable); Co/Cn: private and unassigned code points.
+    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") and ch not in "\t\n" else ch
+                   for ch in text[:MAX_CHARS + 1]).strip()
+    if not text:
+        raise InputError("the text is empty: type a news headline or a short article")
+    return text[:MAX_CHARS], len(text) > MAX_CHARS
+
+
+@gpu
+def run_model(texts: list[str]) -> list[Prediction]:
+    with MODEL_LOCK:
+        if torch.cuda.is_available() and not isinstance(CLASSIFIER.model, OnDevice):
+            CLASSIFIER.model = OnDevice(CLASSIFIER.model, "cuda")  # ZeroGPU: CUDA exists only inside this call
+        return CLASSIFIER.predict(texts)
+
+
+def classify(texts: list) -> list[Prediction]:
+    """Label a list of raw texts; InputError says what is wrong with the input."""
+    if not texts:
+        raise InputError("no texts: send at least one headline")
+    if len(texts) > MAX_TEXTS:
+        raise InputError(f"too many texts: {len(texts)} sent, at most {MAX_TEXTS} per call")
+    cleaned = [clean(text) for text in texts]
+    predictions = run_model([text for text, _ in cleaned])
+    return [Prediction(p.label, p.probabilities, p.truncated or cut) for p, (_, cut) in zip(predictions, cleaned)]
+
+
+def predict(text: str) -> dict[str, float]:
+    """The four class probabilities of one headline, for gr.Label."""
+    return classify([text])[0].probabilities
+
+
+# ---- the UI -------------------------------------------------------------------------------------------------
+
+def ui_predict(text: str):
+    start = time.perf_counter()
+    try:
+        prediction = classify([text])[0]
+    except InputError as err:
+        gr.Warning(str(err))
+        return None, f"**{err}**"
+    note = f"Last call: {(time.perf_counter() - start) * 1000:.1f} ms on {device_name()}."
+    if prediction.truncated:
+        note += f" The text was longer than the model reads ({CLASSIFIER.max_length} tokens) and was truncated."
+    return prediction.probabilities, note
+
+
+def ui_batch(lines: str):
+    texts = [line for line in (lines or "").splitlines() if line.strip()]
+    start = time.perf_counter()
+    try:
+        predictions = classify(texts)
+    except InputError as err:
+        gr.Warning(str(err))
+        return [], f"**{err}**"
+    rows = [[text[:200], p.label, round(p.probabilities[p.label], 4), p.truncated]
+            for text, p in zip(texts, predictions)]
+    elapsed = (time.perf_counter() - start) * 1000
+    return rows, f"Last call: {len(texts)} headlines in {elapsed:.1f} ms on {device_name()}."
+
+
+def device_name() -> str:
+    return "GPU" if isinstance(CLASSIFIER.model, OnDevice) else "CPU"
+
+
+ABOUT = f"""
+## About
+
+This demo closes **DistriNews**, a course that fine-tunes DistilBERT on [AG News](https://huggingface.co/datasets/fancyzhx/ag_news)
+(120,000 news articles in four classes) and scales the same training script from one CPU to many GPUs with
+PyTorch **DistributedDataParallel (DDP)**: one process per device, gradients averaged by all-reduce.
+Course repository: [{COURSE_URL}]({COURSE_URL}).
+
+- **Model:** `{MODEL_SOURCE}`: a sequence classifier with the four AG News labels, trained with DDP.
+- **Inputs:** a headline or a short article, in any language (the model was trained on English news).
+  It reads the first {CLASSIFIER.max_length} tokens; longer texts are truncated and the result says so.
+- **API:** `POST /predict` with `{{"text": "..."}}` or `{{"texts": [...]}}` (at most {MAX_TEXTS}), `GET /health`.
+"""
+
+with gr.Blocks(title="DistriNews: AG News classifier") as demo:
+    gr.Markdown("# DistriNews: what kind of news is this?\nWorld, Sports, Business or Sci/Tech.")
+    with gr.Tab("Headline"):
+        headline = gr.Textbox(label="Headline", placeholder="Type a news headline", lines=2, max_lines=8)
+        submit = gr.Button("Classify", variant="primary")
+        label = gr.Label(num_top_classes=4, label="Prediction", elem_id="prediction")
+        note = gr.Markdown(elem_id="note")
+        gr.Examples(EXAMPLES, inputs=headline)
+        submit.click(ui_predict, headline, [label, note], api_name="predict")
+        headline.submit(ui_predict, headline, [label, note], api_name=False)
+    with gr.Tab("Batch"):
+        lines = gr.Textbox(label=f"Headlines, one per line (at most {MAX_TEXTS})", lines=8,
+                           value="\n".join(EXAMPLES))
+        run_batch = gr.Button("Classify all", variant="primary")
+        table = gr.Dataframe(headers=["headline", "label", "confidence", "truncated"], label="Predictions",
+                             interactive=False)
+        batch_note = gr.Markdown()
+        run_batch.click(ui_batch, lines, [table, batch_note], api_name="predict_batch")
+    with gr.Tab("About"):
+        gr.Markdown(ABOUT)
+demo.queue(default_concurrency_limit=CONCURRENCY)
+
+
+# ---- the JSON API, and the server that carries both -------------------------------------------------------
+
+app = FastAPI(title="DistriNews", description="AG News headline classifier")
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+@app.get("/health")
+def health() -> dict:
+    return {"status": "ok", "model": MODEL_SOURCE}
+
+
+@app.post("/predict")
+async def predict_api(request: Request):
+    try:
+        body = await request.json()
+    except ValueError:
+        return error(422, 'the body must be JSON: {"text": "..."} or {"texts": ["...", ...]}')
+    if not isinstance(body, dict) or len(set(body) & {"text", "texts"}) != 1:
+        return error(422, 'send exactly one of {"text": "..."} or {"texts": ["...", ...]}')
+    texts = [body["text"]] if "text" in body else body["texts"]
+    if not isinstance(texts, list):
+        return error(422, '"texts" must be a list of strings')
+    if len(texts) > MAX_TEXTS:
+        return error(413, f"too many texts: {len(texts)} sent, at most {MAX_TEXTS} per call")
+    try:
+        predictions = await run_in_threadpool(classify, texts)  # the event loop stays free for other requests
+    except InputError as err:
+        return error(422, str(err))
+    return {"predictions": [p.to_dict() for p in predictions]}
+
+
+app = gr.mount_gradio_app(app, demo, path="/")  # after the API routes, so /predict and /health win
+
+if __name__ == "__main__":
+    import uvicorn
+
+    uvicorn.run(app, host=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+                port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))

@@ -1,0 +1,41 @@
+"""`distrinews bench infer` and `bench accuracy` end to end at toy size."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from conftest import run_cli
+
+from distrinews.synthetic import generate_news
+
+TIMINGS = [f"{variant}_{metric}" for variant in ("pipeline", "fp32", "optimized")
+           for metric in ("p50_ms", "p95_ms", "texts_per_s")]
+
+
+def test_bench_infer_reports_all_three_variants():
+    proc = run_cli("bench", "infer", "--model", "tiny", "--runs", "3", "--json")
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in TIMINGS + ["ratio", "cpu_threads"]:
+        assert report[key] > 0, key
+    assert report["ratio"] == pytest.approx(report["optimized_p50_ms"] / report["pipeline_p50_ms"], rel=1e-9)
+    assert report["model"] == "tiny" and report["random_weights"] is True
+    assert report["torch_version"] and report["transformers_version"]
+    assert "RANDOM weights" in proc.stdout
+
+
+def test_bench_accuracy_compares_fp32_and_int8(smoke_run, tmp_path):
+    texts, labels = generate_news(60, seed=21)
+    test_file = tmp_path / "test.csv"
+    with test_file.open("w", newline="") as handle:  # the original AG News form: "class","title","description"
+        writer = csv.writer(handle, quoting=csv.QUOTE_ALL)
+        for text, label in zip(texts, labels):
+            title, _, description = text.partition(". ")
+            writer.writerow([str(label + 1), title, description or title])
+    proc = run_cli("bench", "accuracy", "--checkpoint", str(smoke_run / "checkpoint"),
+                   "--test-file", str(test_file), "--json")
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["n_examples"] == 60
+    assert 0.5 < report["fp32_accuracy"] <= 1 and 0 <= report["int8_accuracy"] <= 1
+    assert report["delta_points"] == pytest.approx((report["int8_accuracy"] - report["fp32_accuracy"]) * 100)
