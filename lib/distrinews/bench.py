@@ -26,10 +26,11 @@ HEADLINE = ("Oil prices hit a record high as supply fears grow. Crude oil future
             "on Tuesday after a strike in Nigeria and new attacks on pipelines in Iraq, while OPEC said it "
             "could do little more to cool the market.")
 BATCH_SIZE = 32
-# Measured on the 2-core course machine (DistilBERT-base, shared with other jobs): with 2 threads the
-# single-text p50 was pipeline 414 ms, fp32 329 ms, int8 610 ms (threads fight the other processes and
-# each other); with 1 thread 74 ms, 60 ms and 17 ms. One thread wins for every variant, so it is the default.
-DEFAULT_THREADS = 1
+# 0 keeps torch's default (one thread per core). Measured on the idle 2-core course machine, single-text p50
+# with 2 threads: pipeline 48.5 ms, fp32 47.4 ms, int8 14.9 ms; with 1 thread: 69.4, 68.5 and 19.4 ms. When
+# other jobs share the cores, 1 thread won for every variant (pipeline 74 ms, int8 17 ms against 414 and
+# 610 ms with 2): pass --threads 1 there.
+DEFAULT_THREADS = 0
 
 
 def add_commands(commands) -> None:
@@ -61,7 +62,7 @@ def add_infer_command(tasks) -> None:
                                         "architecture with random weights")
     infer.add_argument("--runs", type=int, default=30, help="timed single-text calls per variant (default 30)")
     infer.add_argument("--threads", type=int, default=DEFAULT_THREADS,
-                       help=f"torch CPU threads for every variant (default {DEFAULT_THREADS}, measured best)")
+                       help="torch CPU threads for every variant (default: torch's, one per core)")
     infer.add_argument("--json", action="store_true", help="also print one JSON object as the last line")
     infer.set_defaults(command=command_bench_infer)
 

@@ -7,10 +7,11 @@ On CPU the default `optimize="auto"` applies dynamic int8 quantization to the Li
 in int8, activations quantized on the fly): the encoder's matrix multiplies dominate CPU time, and int8
 runs them several times faster at a small accuracy cost that `distrinews bench accuracy` measures.
 
-Measured on the 2-core course machine (`distrinews bench infer`, DistilBERT-base, random weights, 1 torch
-thread, 52-token headline, machine shared with other jobs): single-text p50 transformers pipeline 228.6 ms,
-fp32 NewsClassifier 226.7 ms, int8 67.2 ms, ratio 0.29 (target <= 0.33). One thread beat two for every
-variant on 2 cores (see bench.DEFAULT_THREADS); pass `num_threads=1` to `load` on such machines.
+Measured on the 2-core course machine, idle (`distrinews bench infer`, DistilBERT-base architecture, random
+weights, 52-token headline, p50 of single-text latency): with torch's default 2 threads, transformers
+pipeline 48.5 ms, fp32 NewsClassifier 47.4 ms, int8 14.9 ms, ratio 0.31; with 1 thread 69.4, 68.5 and
+19.4 ms, ratio 0.28. The default keeps torch's thread count (fastest on an idle machine); on a machine
+shared with other busy processes one thread did better for every variant (`num_threads=1`).
 Accuracy cost (`distrinews bench accuracy`, MiniLM fine-tuned on 4,000 real rows, full AG News test set of
 7,600): fp32 0.8933, int8 0.8921, -0.12 points, inside the 0.5-point budget, so every Linear layer is quantized,
 the classifier head included (keeping the head in fp32 would buy nothing measurable).
