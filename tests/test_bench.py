@@ -1,4 +1,4 @@
-"""`distrinews bench infer` and `bench accuracy` end to end at toy size."""
+"""`distrinews bench infer`, `bench accuracy` and `bench padding` end to end at toy size."""
 
 from __future__ import annotations
 
@@ -39,3 +39,17 @@ def test_bench_accuracy_compares_fp32_and_int8(smoke_run, tmp_path):
     assert report["n_examples"] == 60
     assert 0.5 < report["fp32_accuracy"] <= 1 and 0 <= report["int8_accuracy"] <= 1
     assert report["delta_points"] == pytest.approx((report["int8_accuracy"] - report["fp32_accuracy"]) * 100)
+
+
+def test_bench_padding_on_real_ag_news(realdata):
+    proc = run_cli("bench", "padding", "--test-file", str(realdata / "test.csv"), "--json")
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["n_texts"] == 7600 and report["default_strategy"] == "grouped"
+    assert 2.3 < report["max_length"] < 2.6 and 1.8 < report["dynamic"] < 2.1
+    assert report["default"] == report["grouped"] <= 1.05
+
+
+def test_bench_padding_without_a_file_says_it_measures_synthetic_news():
+    proc = run_cli("bench", "padding", "--model", "tiny", "--max-length", "64", "--json")
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["data"].startswith("synthetic") and report["grouped"] < report["dynamic"] < report["max_length"]

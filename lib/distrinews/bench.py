@@ -4,6 +4,7 @@
     distrinews bench infer --json                      # DistilBERT-base, random weights: timing only
     distrinews bench infer --checkpoint runs/cpu-demo/checkpoint --runs 50
     distrinews bench accuracy --checkpoint runs/cpu-demo/checkpoint --test-file test.csv --json
+    distrinews bench padding --test-file test.csv --json   # tokens processed per real token
 
 The CLI imports this module on every command, so heavy imports (transformers, the pipeline) stay inside
 the functions that need them.
@@ -41,6 +42,7 @@ def add_commands(commands) -> None:
     tasks = bench.add_subparsers(required=True, metavar="TASK")
     add_infer_command(tasks)
     add_accuracy_command(tasks)
+    add_padding_command(tasks)
 
 
 def add_predict_command(commands) -> None:
@@ -75,6 +77,19 @@ def add_accuracy_command(tasks) -> None:
     accuracy.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch CPU threads")
     accuracy.add_argument("--json", action="store_true", help="also print one JSON object as the last line")
     accuracy.set_defaults(command=command_bench_accuracy)
+
+
+def add_padding_command(tasks) -> None:
+    padding = tasks.add_parser("padding", help="tokens processed per real token for each padding strategy",
+                               allow_abbrev=False)
+    files = padding.add_mutually_exclusive_group()
+    files.add_argument("--train-file", help="an AG News CSV to measure (original or Hugging Face form)")
+    files.add_argument("--test-file", help="the same, for a test split; without either: synthetic news")
+    padding.add_argument("--model", default="minilm", help="whose tokenizer (default: bert-base-uncased vocab)")
+    padding.add_argument("--max-length", type=int, default=128, help="truncation and fixed padding length")
+    padding.add_argument("--batch-size", type=int, default=32, help="texts per batch (default 32)")
+    padding.add_argument("--json", action="store_true", help="also print one JSON object as the last line")
+    padding.set_defaults(command=command_bench_padding)
 
 
 # ---- predict ---------------------------------------------------------------------------------
@@ -267,3 +282,41 @@ def measure_int8_accuracy(checkpoint: str, test_file) -> dict:
 def accuracy(classifier, texts: list[str], labels: list[int]) -> float:
     predictions = classifier.predict(texts)
     return sum(classifier.labels.index(p.label) == y for p, y in zip(predictions, labels)) / len(labels)
+
+
+# ---- padding ---------------------------------------------------------------------------------
+
+
+def command_bench_padding(args: argparse.Namespace) -> int:
+    report = measure_padding(args.train_file or args.test_file, args.model, args.max_length, args.batch_size)
+    print(f"{report['data']}: {report['n_texts']} texts, batches of {args.batch_size}, max length {args.max_length}")
+    for strategy in ("max_length", "dynamic", "grouped"):
+        print(f"  {strategy:<11} {report[strategy]:.3f} tokens processed per real token")
+    print(f"  default ({report['default_strategy']}): {report['default']:.3f}")
+    if args.json:
+        print(json.dumps(report))
+    return 0
+
+
+def measure_padding(csv_file: str | None, model: str = "minilm", max_length: int = 128,
+                    batch_size: int = 32) -> dict:
+    """Tokens processed per real token for padding to max_length, dynamic padding and length grouping."""
+    from .batching import build_train_loader, padding_ratio, tokenize_split
+    from .config import TrainConfig
+    from .data import NewsSplit, read_news_csv
+    from .modeling import build_tokenizer
+    from .synthetic import generate_news
+
+    if csv_file:
+        texts, labels, _ = read_news_csv(csv_file)
+    else:
+        texts, labels = generate_news(2000, seed=0)
+    tokenizer = build_tokenizer(model)
+    data = tokenize_split(tokenizer, NewsSplit("bench", tuple(texts), tuple(labels)), max_length)
+    ratios = {strategy: padding_ratio(build_train_loader(data, strategy, batch_size, max_length, seed=0,
+                                                          pad_id=tokenizer.pad_token_id))
+              for strategy in ("max_length", "dynamic", "grouped")}
+    default = TrainConfig().padding  # what training uses unless told otherwise
+    return {"data": csv_file or "synthetic news (2000 texts)", "n_texts": len(texts), "model": model,
+            "max_length_tokens": max_length, "batch_size": batch_size, **ratios,
+            "default_strategy": default, "default": ratios[default]}
