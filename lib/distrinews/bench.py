@@ -1,4 +1,4 @@
-"""`distrinews predict` and `distrinews bench infer|accuracy`: label headlines, time and check the fast CPU path.
+"""`distrinews predict` and `distrinews bench infer|accuracy|padding`: label headlines, measure the fast paths.
 
     distrinews predict --checkpoint runs/smoke/checkpoint "Stocks rally as oil prices fall" --json
     distrinews bench infer --json                      # DistilBERT-base, random weights: timing only
