@@ -20,7 +20,8 @@ import os
 import platform
 import statistics
 import time
-from pathlib import Path
+
+from .checkpoint import require_checkpoint
 
 # A realistic AG News item (title + description), about 50 tokens, for the single-text latency.
 HEADLINE = ("Oil prices hit a record high as supply fears grow. Crude oil futures climbed above $48 a barrel "
@@ -105,15 +106,6 @@ def command_predict(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{"text": text, **p.to_dict()} for text, p in zip(args.texts, predictions)]))
     return 0
-
-
-def require_checkpoint(path: str) -> Path:
-    """A directory with a config.json, or a FileNotFoundError that says what to pass instead."""
-    checkpoint = Path(path)
-    if not (checkpoint / "config.json").is_file():
-        raise FileNotFoundError(f"{checkpoint} is not a checkpoint directory (no config.json); "
-                                f"pass the checkpoint/ folder a training run wrote, e.g. runs/smoke/checkpoint")
-    return checkpoint
 
 
 def format_prediction(text: str, prediction) -> str:

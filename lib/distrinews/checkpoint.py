@@ -44,6 +44,15 @@ def save_checkpoint(output_dir: str | Path, model, tokenizer, state: dict, confi
     return final
 
 
+def require_checkpoint(path: str | Path) -> Path:
+    """A directory `from_pretrained` can load, or a FileNotFoundError that says what to pass instead."""
+    checkpoint = Path(path)
+    if not (checkpoint / "config.json").is_file():
+        raise FileNotFoundError(f"{checkpoint} is not a checkpoint directory (no config.json); "
+                                f"pass the checkpoint/ folder a training run wrote, e.g. runs/smoke/checkpoint")
+    return checkpoint
+
+
 def find_checkpoint(output_dir: str | Path) -> Path | None:
     """The newest complete checkpoint under output_dir, or None."""
     for name in (CHECKPOINT, f"{CHECKPOINT}.old"):

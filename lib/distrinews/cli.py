@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from . import distributed
-from .checkpoint import CONFIG_FILE
+from .checkpoint import CONFIG_FILE, require_checkpoint
 from .config import (PRESETS, ConfigError, TrainConfig, apply_overrides, build_config, field_help, field_names,
                      unknown_field_message)
 from .data import DataError
@@ -108,10 +108,7 @@ def command_train(args: argparse.Namespace) -> int:
 def command_evaluate(args: argparse.Namespace) -> int:
     from .loop import evaluate_checkpoint
 
-    checkpoint = Path(args.checkpoint)
-    if not (checkpoint / "config.json").exists():
-        raise FileNotFoundError(f"{checkpoint} is not a checkpoint directory (no config.json); "
-                                f"pass the checkpoint/ folder a training run wrote, e.g. runs/smoke/checkpoint")
+    checkpoint = require_checkpoint(args.checkpoint)
     saved = checkpoint / CONFIG_FILE
     base = TrainConfig.load(saved) if saved.exists() else TrainConfig()
     config = apply_overrides(base, overrides_from(args))

@@ -347,7 +347,6 @@ def save(run: Run) -> None:
 def write_metrics(run: Run, record: dict) -> None:
     if not run.ctx.is_main:
         return
-    run.out.mkdir(parents=True, exist_ok=True)
     with open(run.out / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
     if "eval" in record:

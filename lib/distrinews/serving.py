@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .checkpoint import require_checkpoint
+
 SPACE_SOURCE = Path(__file__).resolve().parents[2] / "space"  # the course repository's space/ folder
 PACKAGE_DIR = Path(__file__).resolve().parent
 APP_MODULES = ("__init__.py", "inference.py", "labels.py", "modeling.py", "synthetic.py")  # what app.py imports
@@ -65,7 +67,7 @@ def command_serve(args) -> int:
         print(f"distrinews: error: {app_file} not found; `serve` runs from a clone of the course repository",
               file=sys.stderr)
         return 2
-    os.environ["DISTRINEWS_MODEL"] = str(args.checkpoint)
+    os.environ["DISTRINEWS_MODEL"] = str(require_checkpoint(args.checkpoint))
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import uvicorn
 
@@ -92,9 +94,7 @@ def command_publish_space(args) -> int:
         for name, repo_id in (("--space-id", args.space_id), ("--model-id", args.model_id)):
             if not REPO_ID.match(repo_id):
                 raise PublishError(f"{name} must look like OWNER/NAME, got {repo_id!r}")
-        checkpoint = Path(args.checkpoint)
-        if not (checkpoint / "config.json").exists():
-            raise PublishError(f"{checkpoint} is not a checkpoint directory (no config.json)")
+        checkpoint = require_checkpoint(args.checkpoint)  # its FileNotFoundError exits 2 through the CLI
         token = None if args.dry_run else find_token()  # fail before any work when a push cannot happen
         stage = Path(args.stage_dir) if args.stage_dir else Path(tempfile.mkdtemp(prefix="distrinews-publish-"))
         model_dir, space_dir = stage_model(checkpoint, args.model_id, stage), stage_space(args.model_id, stage,
