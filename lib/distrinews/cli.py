@@ -73,9 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .bench import add_commands as add_bench_commands  # predict, bench ...
     from .serving import add_commands as add_serving_commands  # serve, publish ...
+    from .site import add_commands as add_site_commands  # site
 
     add_bench_commands(commands)
     add_serving_commands(commands)
+    add_site_commands(commands)
     return parser
 
 

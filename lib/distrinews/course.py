@@ -1,0 +1,170 @@
+"""The course's notebooks in order, and the few helpers every notebook calls in its first cells.
+
+`NOTEBOOKS` is the one place that names the notebooks: the site index, the Kaggle kernel metadata, the README
+outline and the tests all read it. A notebook starts with
+
+    from distrinews import course
+    course.setup()                         # `!torchrun` runs this kernel's Python; plots sized for the page
+    PRESET = course.resolve_preset(PRESET)  # after the `parameters` cell: hardware decides, smoke banner on CPU
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+PRESET_ENV = "DISTRINEWS_PRESET"  # names a preset for every notebook, whatever the hardware
+REPOSITORY = "https://github.com/OWNER/distrinews"  # placeholder until the course repository is public
+LIBRARY_DATASET = "distrinews-lib"  # the Kaggle dataset slug that carries the library's wheel
+
+# The first code cell of every notebook, verbatim (tests/test_notebooks.py checks): it runs before the library
+# can be imported, so it cannot live in the library.
+SETUP_CELL = f"""\
+# Make the `distrinews` library importable: installed already locally (make test, pip install -e .);
+# on Kaggle from the attached {LIBRARY_DATASET} dataset, or from the course repository when internet is on.
+import glob, importlib.util, subprocess, sys
+if importlib.util.find_spec("distrinews") is None:
+    wheels = sorted(glob.glob("/kaggle/input/{LIBRARY_DATASET}/*.whl")
+                    + glob.glob("/kaggle/input/datasets/*/{LIBRARY_DATASET}/*.whl"))
+    source = ["--no-deps", wheels[-1]] if wheels else ["git+{REPOSITORY}"]
+    print("installing distrinews from", source[-1])
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *source], check=True)
+    importlib.invalidate_caches()
+from distrinews import course
+course.setup()  # `!torchrun` and `!distrinews` now run this kernel's Python"""
+
+PARAMETERS_CELL = """\
+# parameters
+PRESET = None  # None: $DISTRINEWS_PRESET, else the hardware decides (2 GPUs kaggle-t4x2, 1 GPU kaggle-t4, none smoke)"""
+
+
+@dataclass(frozen=True)
+class Notebook:
+    number: str  # "05"
+    slug: str  # "ddp_training": the file is notebooks/05_ddp_training.ipynb
+    title: str  # the H1, starting with a verb
+    summary: str  # one line for the site index and the README outline
+    gpus: int  # GPUs the notebook is written for on Kaggle: 0 (CPU is enough), 1 or 2
+    needs_data: bool  # reads AG News (the Kaggle dataset is attached)
+    needs_internet: bool  # pulls from the Hugging Face hub or pushes to it
+
+    @property
+    def name(self) -> str:
+        return f"{self.number}_{self.slug}"
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}.ipynb"
+
+
+NOTEBOOKS: tuple[Notebook, ...] = (
+    Notebook("00", "setup", "Set up the course and check your hardware",
+             "What the course builds; GPUs, compute capability, fp16 vs bf16 on a T4, NCCL; the library installed.",
+             gpus=2, needs_data=False, needs_internet=False),
+    Notebook("01", "data", "Explore AG News and measure padding waste",
+             "Class balance, examples, token lengths, and the padding waste that length grouping removes.",
+             gpus=0, needs_data=True, needs_internet=False),
+    Notebook("02", "model", "Inspect DistilBERT: tokens in, topic probabilities out",
+             "Tokenizer, parameters, one forward pass, logits to probabilities, the compute of a training step.",
+             gpus=1, needs_data=False, needs_internet=True),
+    Notebook("03", "single_gpu", "Train the single-GPU baseline",
+             "The library's loop on one device: fp16 AMP, AdamW, schedule, evaluation, checkpoint; curves.",
+             gpus=1, needs_data=True, needs_internet=True),
+    Notebook("04", "ddp_concepts", "Run your first collectives with torchrun",
+             "Processes, ranks, all_reduce, broadcast, all_gather; how the sampler shards data; gradient equivalence.",
+             gpus=2, needs_data=False, needs_internet=False),
+    Notebook("05", "ddp_training", "Train DistilBERT on two GPUs with DDP",
+             "Write train_ddp.py with %%writefile, launch it with !torchrun, explain every DDP line, plot results.",
+             gpus=2, needs_data=True, needs_internet=True),
+    Notebook("06", "fault_tolerance", "Survive a crash: checkpoints, restarts and resume",
+             "Inject a failure, watch torchrun restart the job and resume, and match an uninterrupted run.",
+             gpus=2, needs_data=True, needs_internet=True),
+    Notebook("07", "benchmark", "Measure what DDP buys: throughput, scaling efficiency, bandwidth",
+             "One GPU vs two, fp16 on and off, padding strategies, all-reduce bandwidth; tables and plots.",
+             gpus=2, needs_data=True, needs_internet=True),
+    Notebook("08", "inference", "Serve predictions fast on a CPU",
+             "Load the checkpoint, predict, a live prediction box, fp32 vs int8 latency, error analysis.",
+             gpus=0, needs_data=True, needs_internet=False),
+    Notebook("09", "publish", "Publish the classifier as a Gradio Space",
+             "The demo inside the notebook, the model pushed to the Hub, the Space created on ZeroGPU or CPU.",
+             gpus=0, needs_data=False, needs_internet=True),
+)
+
+
+def notebook(number_or_slug: str) -> Notebook:
+    """Look a notebook up by number ("05") or slug ("ddp_training")."""
+    for nb in NOTEBOOKS:
+        if number_or_slug in (nb.number, nb.slug, nb.name):
+            return nb
+    raise KeyError(f"no notebook {number_or_slug!r}; known: {', '.join(nb.name for nb in NOTEBOOKS)}")
+
+
+def setup() -> None:
+    """Make shell commands (`!torchrun`, `!distrinews`) run this kernel's Python, as they do on Kaggle.
+
+    A kernel started from a virtual environment that was never activated would otherwise find another
+    torchrun on PATH (or none), and the script it launches could not import this library.
+    """
+    bin_dir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    if path[0] != bin_dir:
+        os.environ["PATH"] = os.pathsep.join([bin_dir, *path])
+
+
+def choose_preset(gpu_count: int | None = None) -> str:
+    """The preset for this machine: two GPUs kaggle-t4x2, one kaggle-t4, none smoke."""
+    if gpu_count is None:
+        import torch
+
+        gpu_count = torch.cuda.device_count()
+    return "kaggle-t4x2" if gpu_count >= 2 else "kaggle-t4" if gpu_count == 1 else "smoke"
+
+
+SMOKE_BANNER = ("SMOKE PRESET: no GPU here, so this notebook runs a tiny 2-layer model on synthetic news. "
+                "Its numbers prove that the code runs; they mean nothing about real accuracy or speed. "
+                "On Kaggle, turn on Settings -> Accelerator -> GPU T4 x2 for the real run.")
+
+
+def resolve_preset(preset: str | None = None) -> str:
+    """The preset a notebook runs: the `parameters` cell's, else $DISTRINEWS_PRESET, else the hardware's.
+
+    Prints which one and why; on `smoke` shows a banner that says what the numbers do not mean.
+    """
+    from .config import PRESETS, ConfigError
+
+    if preset:
+        why = "set in the parameters cell"
+    elif os.environ.get(PRESET_ENV):
+        preset, why = os.environ[PRESET_ENV], f"from ${PRESET_ENV}"
+    else:
+        preset = choose_preset()
+        why = "chosen from the hardware"
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r} ({why}); choose one of {', '.join(PRESETS)}")
+    print(f"preset: {preset} ({why})")
+    if preset == "smoke":
+        show_banner(SMOKE_BANNER)
+    return preset
+
+
+def show_banner(text: str) -> None:
+    """A yellow box in a notebook, a framed line in a terminal."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import HTML, display
+
+        if get_ipython() is not None:
+            display(HTML(f'<div style="background:#fff3cd;border:2px solid #e0a800;padding:10px;'
+                         f'font-weight:bold;color:#5c4400">{text}</div>'))
+            return
+    except ImportError:
+        pass
+    line = "=" * min(len(text), 100)
+    print(f"{line}\n{text}\n{line}")
+
+
+def on_kaggle() -> bool:
+    """True inside a Kaggle notebook (its kernels set KAGGLE_KERNEL_RUN_TYPE)."""
+    return "KAGGLE_KERNEL_RUN_TYPE" in os.environ
