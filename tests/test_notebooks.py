@@ -77,7 +77,8 @@ def test_notebook_has_the_house_anatomy(nb):
 def test_notebook_starts_with_the_shared_setup_cell(nb):
     code = [c.source for c in read(nb).cells if c.cell_type == "code"]
     assert code[0] == SETUP_CELL, "the first code cell must be course.SETUP_CELL verbatim"
-    assert code[1].startswith(PARAMETERS_CELL) and "course.resolve_preset(PRESET)" in code[2]
+    assert code[1].startswith(PARAMETERS_CELL)
+    assert f'course.check_environment("{nb.number}")' in code[2] and "course.resolve_preset(PRESET)" in code[2]
 
 
 def test_ddp_notebook_writes_and_launches_the_script():

@@ -168,3 +168,71 @@ def show_banner(text: str) -> None:
 def on_kaggle() -> bool:
     """True inside a Kaggle notebook (its kernels set KAGGLE_KERNEL_RUN_TYPE)."""
     return "KAGGLE_KERNEL_RUN_TYPE" in os.environ
+
+
+class HardwareError(RuntimeError):
+    """A Kaggle notebook runs without the accelerator or internet it needs; the message names the setting."""
+
+
+GPU_SETTING = "Settings -> Accelerator -> GPU T4 x2 (the session restarts; then Run All again)"
+INTERNET_SETTING = "Settings -> Internet -> on (verify your phone number once in your Kaggle account settings)"
+
+
+def describe_hardware() -> dict:
+    """GPUs (name, compute capability, memory), the precision training will pick, NCCL and peer access."""
+    import torch
+    import torch.distributed as dist
+
+    from .precision import resolve_precision
+
+    gpus = []
+    for i in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(i)
+        gpus.append({"index": i, "name": props.name, "capability": f"{props.major}.{props.minor}",
+                     "memory_gib": round(props.total_memory / 2**30, 1),
+                     "precision": resolve_precision("auto", torch.device("cuda", i))})
+    peer = None
+    if len(gpus) >= 2:  # P2P lets NCCL copy GPU to GPU directly instead of through host memory
+        peer = torch.cuda.can_device_access_peer(0, 1)
+    return {"gpus": gpus, "nccl_available": dist.is_nccl_available(), "gloo_available": dist.is_gloo_available(),
+            "peer_access_0_1": peer, "torch": torch.__version__, "cpu_count": os.cpu_count()}
+
+
+def internet_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """True when a TCP connection to the Hugging Face hub opens (Kaggle's internet switch, offline CI)."""
+    import socket
+
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def check_environment(number: str) -> dict:
+    """The first check of a notebook: print the hardware found; on Kaggle stop when a needed setting is off.
+
+    Elsewhere (a laptop, CI) a missing GPU only means a smaller preset, so it reports and continues.
+    """
+    nb = notebook(number)
+    hw = describe_hardware()
+    print(f"torch {hw['torch']} | {hw['cpu_count']} CPU cores | NCCL {'yes' if hw['nccl_available'] else 'no'} "
+          f"| gloo {'yes' if hw['gloo_available'] else 'no'}")
+    for gpu in hw["gpus"]:
+        print(f"GPU {gpu['index']}: {gpu['name']}, compute capability {gpu['capability']}, "
+              f"{gpu['memory_gib']} GiB -> training precision {gpu['precision']}")
+    if hw["peer_access_0_1"] is not None:
+        print(f"GPU 0 <-> GPU 1 peer access: {'yes' if hw['peer_access_0_1'] else 'no (NCCL goes through host memory)'}")
+    found = len(hw["gpus"])
+    if found < nb.gpus:
+        where = f"{nb.filename} is written for {nb.gpus} GPU(s) and found {found}"
+        if on_kaggle():
+            raise HardwareError(f"{where}: turn on {GPU_SETTING}")
+        print(f"{where}: continuing with the preset for this machine (on Kaggle: {GPU_SETTING})")
+    if nb.needs_internet:
+        hw["internet"] = internet_reachable()
+        print(f"internet: {'yes' if hw['internet'] else 'no'}")
+        if not hw["internet"]:
+            print("  without internet, steps that need the Hugging Face hub say what they skip"
+                  + (f"; to turn it on: {INTERNET_SETTING}" if on_kaggle() else ""))
+    return hw
