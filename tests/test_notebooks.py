@@ -109,3 +109,11 @@ def test_site_index_lists_every_notebook_in_order(tmp_path):
     for nb in NOTEBOOKS:
         assert nb.summary.replace("'", "&#x27;") in index
         assert (tmp_path / f"{nb.name}.html").stat().st_size > 1000
+
+
+def test_readme_outline_links_every_notebook_in_order():
+    readme = (ROOT / "README.md").read_text()
+    links = [f"[{nb.title}](notebooks/{nb.filename})" for nb in NOTEBOOKS]
+    missing = [link for link in links if link not in readme]
+    assert not missing, f"README's course outline lacks {missing}"
+    assert [readme.index(link) for link in links] == sorted(readme.index(link) for link in links)
