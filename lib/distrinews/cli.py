@@ -25,8 +25,9 @@ from .data import DataError
 from .distributed import DistError
 from .modeling import ModelError
 from .precision import PrecisionError
+from .serving import PublishError
 
-USER_ERRORS = (ConfigError, DataError, ModelError, PrecisionError, DistError, FileNotFoundError)
+USER_ERRORS = (ConfigError, DataError, ModelError, PrecisionError, DistError, PublishError, FileNotFoundError)
 SHORT_NAMES = {"model_name": "--model", "data_source": "--data", "train_files": "--train-file",
                "test_file": "--test-file"}
 

@@ -47,7 +47,7 @@ def add_commands(commands) -> None:
     serve.add_argument("--port", type=int, default=7860)
     serve.set_defaults(command=command_serve)
 
-    publish = commands.add_parser("publish", help="publish to the Hugging Face hub", allow_abbrev=False)
+    publish = commands.add_parser("publish", help="publish to the Hugging Face hub or to Kaggle", allow_abbrev=False)
     targets = publish.add_subparsers(required=True, metavar="TARGET")
     space = targets.add_parser("space", help="push the model and its demo Space", allow_abbrev=False)
     space.add_argument("--space-id", required=True, help="OWNER/NAME of the Space")
@@ -57,6 +57,10 @@ def add_commands(commands) -> None:
     space.add_argument("--stage-dir", help="where to stage the folders (default: a temporary directory)")
     space.add_argument("--hardware", choices=tuple(HARDWARE), default="cpu", help="Space hardware (default cpu)")
     space.set_defaults(command=command_publish_space)
+
+    from .kaggle import add_publish_command as add_publish_kaggle  # publish kaggle: notebooks and library
+
+    add_publish_kaggle(targets)
 
 
 # ---- serve ------------------------------------------------------------------------------------------------
