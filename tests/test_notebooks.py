@@ -20,6 +20,9 @@ OPENING = ["What you'll do", "What you'll learn", "What you'll need"]
 CLOSING = ["Key takeaways", "Interview one-liner", "Check your understanding", "Further reading"]
 ALLOWED_NOTEBOOK_METADATA = {"kernelspec", "language_info"}
 ALLOWED_CELL_METADATA = {"tags"}
+# As on a learner's machine: the hardware picks the preset, and torchrun gives each worker one thread
+# (conftest's OMP_NUM_THREADS=2 would make two workers fight over two cores).
+NOTEBOOK_ENV = {"DISTRINEWS_PRESET": "", "OMP_NUM_THREADS": None}
 
 
 def read(nb: Notebook):
@@ -92,7 +95,7 @@ def test_ddp_notebook_writes_and_launches_the_script():
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=IDS)
 def test_notebook_runs_top_to_bottom_and_renders(nb, tmp_path):
     executed, seconds = execute_notebook(NOTEBOOK_DIR / nb.filename, tmp_path / "work",
-                                         env={"DISTRINEWS_PRESET": ""})
+                                         env=NOTEBOOK_ENV)
     print(f"{nb.filename}: {seconds:.0f} s")
     text = "\n".join(out.get("text", "") for cell in executed.cells if cell.cell_type == "code"
                      for out in cell.outputs)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PRESET_ENV = "DISTRINEWS_PRESET"  # names a preset for every notebook, whatever the hardware
+NOTEBOOK_ENV = "DISTRINEWS_NOTEBOOK"  # set by setup(): commands run from a notebook cell
 REPOSITORY = "https://github.com/OWNER/distrinews"  # placeholder until the course repository is public
 LIBRARY_DATASET = "distrinews-lib"  # the Kaggle dataset slug that carries the library's wheel
 
@@ -65,7 +66,7 @@ NOTEBOOKS: tuple[Notebook, ...] = (
              gpus=2, needs_data=False, needs_internet=False),
     Notebook("01", "data", "Explore AG News and measure padding waste",
              "Class balance, examples, token lengths, and the padding waste that length grouping removes.",
-             gpus=0, needs_data=True, needs_internet=False),
+             gpus=0, needs_data=True, needs_internet=True),  # the tokenizer (and data unless attached) from the hub
     Notebook("02", "model", "Inspect DistilBERT: tokens in, topic probabilities out",
              "Tokenizer, parameters, one forward pass, logits to probabilities, the compute of a training step.",
              gpus=1, needs_data=False, needs_internet=True),
@@ -107,6 +108,7 @@ def setup() -> None:
     A kernel started from a virtual environment that was never activated would otherwise find another
     torchrun on PATH (or none), and the script it launches could not import this library.
     """
+    os.environ[NOTEBOOK_ENV] = "1"  # progress bars of the commands it launches redraw sparingly
     bin_dir = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "").split(os.pathsep)
     if path[0] != bin_dir:
@@ -179,7 +181,25 @@ INTERNET_SETTING = "Settings -> Internet -> on (verify your phone number once in
 
 
 def describe_hardware() -> dict:
-    """GPUs (name, compute capability, memory), the precision training will pick, NCCL and peer access."""
+    """GPUs (name, compute capability, memory), the precision training will pick, NCCL and peer access.
+
+    With GPUs present the questions are asked in a child process: reading a GPU's properties initialises CUDA,
+    and a kernel holding a CUDA context keeps memory on GPU 0 while torchrun trains beside it.
+    """
+    import torch
+
+    if torch.cuda.device_count() == 0:  # asks the driver; does not initialise CUDA
+        return probe_hardware()
+    import json
+    import subprocess
+
+    probe = "import json; from distrinews.course import probe_hardware; print(json.dumps(probe_hardware()))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def probe_hardware() -> dict:
+    """describe_hardware's answers, asked in this process."""
     import torch
     import torch.distributed as dist
 

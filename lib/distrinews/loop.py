@@ -277,7 +277,13 @@ def mean_over_ranks(value: float, ctx: DistContext) -> float:
 
 
 def bar_interval() -> float:
-    """Seconds between progress-bar redraws: live in a terminal or notebook, sparse in a log file."""
+    """Seconds between progress-bar redraws: live in a terminal or notebook, sparse in a log file.
+
+    A command launched from a notebook cell (`!torchrun ...`) sees a terminal, but every redraw is kept in the
+    cell's output: 2 s keeps it short.
+    """
+    if os.environ.get("DISTRINEWS_NOTEBOOK"):
+        return 2.0
     interactive = sys.stderr.isatty() or "ipykernel" in sys.modules
     return 0.1 if interactive else 15.0
 

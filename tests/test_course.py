@@ -1,0 +1,71 @@
+"""distrinews.course: the preset a notebook picks, the hardware check, the setup that points `!torchrun` here."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from distrinews import course
+from distrinews.config import ConfigError
+
+
+@pytest.mark.parametrize("gpus, preset", [(0, "smoke"), (1, "kaggle-t4"), (2, "kaggle-t4x2"), (4, "kaggle-t4x2")])
+def test_the_hardware_chooses_the_preset(gpus, preset):
+    assert course.choose_preset(gpus) == preset
+
+
+def test_the_parameters_cell_wins_over_the_environment_and_the_hardware(monkeypatch, capsys):
+    monkeypatch.setenv(course.PRESET_ENV, "cpu-demo")
+    assert course.resolve_preset("kaggle-t4") == "kaggle-t4"
+    assert course.resolve_preset(None) == "cpu-demo"
+    assert "from $DISTRINEWS_PRESET" in capsys.readouterr().out
+    monkeypatch.setenv(course.PRESET_ENV, "")
+    assert course.resolve_preset(None) == "smoke"  # no GPU here
+    out = capsys.readouterr().out
+    assert "chosen from the hardware" in out and "SMOKE PRESET" in out
+
+
+def test_an_unknown_preset_names_the_choices(monkeypatch):
+    monkeypatch.setenv(course.PRESET_ENV, "kaggle-t5")
+    with pytest.raises(ConfigError, match="unknown preset 'kaggle-t5'.*kaggle-t4x2"):
+        course.resolve_preset(None)
+
+
+def test_on_kaggle_a_missing_gpu_stops_with_the_setting_to_change(monkeypatch):
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    with pytest.raises(course.HardwareError, match="written for 2 GPU.*found 0.*GPU T4 x2"):
+        course.check_environment("05")
+    course.check_environment("08")  # a CPU notebook runs without one
+
+
+def test_elsewhere_a_missing_gpu_is_reported_and_the_notebook_continues(monkeypatch, capsys):
+    monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
+    report = course.check_environment("04")
+    assert report["gpus"] == [] and report["gloo_available"]
+    assert "found 0: continuing" in capsys.readouterr().out
+
+
+def test_with_gpus_the_hardware_is_probed_in_a_child_process(monkeypatch):
+    """The kernel must not initialise CUDA itself; the child's answer comes back as plain data."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(course, "probe_hardware", lambda: pytest.fail("probed in the kernel's own process"))
+    report = course.describe_hardware()
+    assert report["torch"] == torch.__version__ and report["cpu_count"] == os.cpu_count()
+
+
+def test_setup_puts_this_interpreter_first_on_path(monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.delenv(course.NOTEBOOK_ENV, raising=False)  # restored afterwards
+    course.setup()
+    assert os.environ["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
+    assert os.environ[course.NOTEBOOK_ENV] == "1"
+    course.setup()  # idempotent
+    assert os.environ["PATH"].count(str(Path(sys.executable).parent)) == 1
+
+
+def test_notebooks_are_found_by_number_or_slug():
+    assert course.notebook("05") is course.notebook("ddp_training") is course.notebook("05_ddp_training")
+    with pytest.raises(KeyError, match="no notebook '11'"):
+        course.notebook("11")
