@@ -329,6 +329,10 @@ def test_the_setup_cell_installs_the_staged_wheel_into_a_fresh_venv(dry_run, tmp
     command = subprocess.run([str(python.parent / "distrinews"), "train", "--help"], cwd=work, env=clean_env(),
                              capture_output=True, text=True, timeout=600)
     assert command.returncode == 0 and "--preset" in command.stdout, command.stderr[-3000:]
+    space = subprocess.run([str(python), "-c", "from distrinews.serving import SPACE_SOURCE; print(SPACE_SOURCE)"],
+                           cwd=work, env=clean_env(), capture_output=True, text=True, timeout=600)
+    assert Path(space.stdout.strip()) == site / "distrinews" / "space", space.stderr[-3000:]  # setup.py packed it
+    assert (site / "distrinews" / "space" / "app.py").read_text() == (ROOT / "space" / "app.py").read_text()
 
 
 # ---- pushing: credentials, the CLI, the order ---------------------------------------------------------------

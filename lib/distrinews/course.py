@@ -87,7 +87,7 @@ NOTEBOOKS: tuple[Notebook, ...] = (
              gpus=2, needs_data=True, needs_internet=True),
     Notebook("08", "inference", "Serve predictions fast on a CPU",
              "Load the checkpoint, predict, a live prediction box, fp32 vs int8 latency, error analysis.",
-             gpus=0, needs_data=True, needs_internet=False),
+             gpus=0, needs_data=True, needs_internet=True),  # DistilBERT-base's tokenizer for the latency bench
     Notebook("09", "publish", "Publish the classifier as a Gradio Space",
              "The demo inside the notebook, the model pushed to the Hub, the Space created on ZeroGPU or CPU.",
              gpus=0, needs_data=False, needs_internet=True),

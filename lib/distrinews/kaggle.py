@@ -252,8 +252,9 @@ def build_wheel(dest: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="distrinews-wheel-") as tmp:
         source = Path(tmp) / "src"
         (source / "lib").mkdir(parents=True)
-        for name in ("pyproject.toml", "README.md"):
+        for name in ("pyproject.toml", "setup.py", "README.md"):
             shutil.copy2(ROOT / name, source / name)
+        shutil.copytree(ROOT / "space", source / "space", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         shutil.copytree(PACKAGE_DIR, source / "lib" / "distrinews",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
         # Without build isolation pip uses this environment's setuptools and needs no network
@@ -270,7 +271,7 @@ def build_wheel(dest: Path) -> Path:
 
 
 def wheel_problems(wheel: Path) -> list[str]:
-    """Every file of lib/distrinews is in the wheel, and so is the `distrinews` command.
+    """Every file of lib/distrinews is in the wheel, the Space app beside them, and the `distrinews` command.
 
     setuptools packs .py files only, unless pyproject.toml declares package data: a data file added to the
     package would be missing on Kaggle, so it is caught here.
@@ -281,6 +282,7 @@ def wheel_problems(wheel: Path) -> list[str]:
                             "")
     wanted = [f"distrinews/{p.relative_to(PACKAGE_DIR).as_posix()}" for p in PACKAGE_DIR.rglob("*")
               if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
+    wanted += [f"distrinews/space/{name}" for name in ("app.py", "README.md", "requirements.txt")]  # setup.py
     missing = sorted(name for name in wanted if name not in names)
     problems = [f"{wheel.name} lacks {', '.join(missing)}"] if missing else []
     if "distrinews = distrinews.cli:main" not in entry_points:

@@ -23,7 +23,9 @@ from pathlib import Path
 
 from .checkpoint import require_checkpoint
 
-SPACE_SOURCE = Path(__file__).resolve().parents[2] / "space"  # the course repository's space/ folder
+# The repository's space/ folder in a checkout; inside an installed wheel, the copy setup.py packs with it.
+SPACE_SOURCE = next((d for d in (Path(__file__).resolve().parents[2] / "space", Path(__file__).resolve().parent / "space")
+                     if (d / "app.py").exists()), Path(__file__).resolve().parents[2] / "space")
 PACKAGE_DIR = Path(__file__).resolve().parent
 APP_MODULES = ("__init__.py", "inference.py", "labels.py", "modeling.py", "synthetic.py")  # what app.py imports
 MODEL_FILES_SKIPPED = ("training_state.pt",)  # optimizer state: large, and only for resuming
