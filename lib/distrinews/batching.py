@@ -20,7 +20,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from .data import NewsSplit
 
-GROUP_SIZE_IN_BATCHES = 64  # a length group holds this many batches: sorted within, shuffled across
+# A length group holds this many batches (8,192 texts at batch 32): sorted within, shuffled across. On AG News
+# lengths, 64 / 128 / 256 / 512 give 1.015 / 1.008 / 1.004 / 1.002 tokens processed per real token.
+GROUP_SIZE_IN_BATCHES = 256
 
 
 class TokenizedSplit(Dataset):

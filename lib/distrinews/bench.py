@@ -5,6 +5,8 @@
     distrinews bench infer --checkpoint runs/cpu-demo/checkpoint --runs 50
     distrinews bench accuracy --checkpoint runs/cpu-demo/checkpoint --test-file test.csv --json
     distrinews bench padding --test-file test.csv --json   # tokens processed per real token
+    distrinews bench padding --preset kaggle-t4 --json      # on what that preset trains on
+    distrinews bench train|compare-trainer|allreduce ...    # training and DDP: see distrinews.bench_train
 
 The CLI imports this module on every command, so heavy imports (transformers, the pipeline) stay inside
 the functions that need them.
@@ -17,7 +19,6 @@ import copy
 import json
 import math
 import os
-import platform
 import statistics
 import time
 
@@ -33,14 +34,18 @@ BATCH_SIZE = 32
 # other jobs share the cores, 1 thread won for every variant (pipeline 74 ms, int8 17 ms against 414 and
 # 610 ms with 2): pass --threads 1 there.
 DEFAULT_THREADS = 0
+PADDING_SHUFFLES = 10  # epochs averaged by `bench padding`: one shuffle's dynamic figure varies by +-0.012 (sd)
 
 
 def add_commands(commands) -> None:
-    """Register `predict` and `bench infer|accuracy` on the CLI's subparsers."""
+    """Register `predict` and `bench train|compare-trainer|allreduce|infer|accuracy|padding` on the CLI."""
     add_predict_command(commands)
-    bench = commands.add_parser("bench", help="time the CPU inference paths or measure int8's accuracy cost",
+    from .bench_train import add_commands as add_training_commands  # train, compare-trainer, allreduce
+
+    bench = commands.add_parser("bench", help="time training, DDP and inference; measure padding and int8's cost",
                                 allow_abbrev=False)
     tasks = bench.add_subparsers(required=True, metavar="TASK")
+    add_training_commands(tasks)
     add_infer_command(tasks)
     add_accuracy_command(tasks)
     add_padding_command(tasks)
@@ -85,10 +90,13 @@ def add_padding_command(tasks) -> None:
                                allow_abbrev=False)
     files = padding.add_mutually_exclusive_group()
     files.add_argument("--train-file", help="an AG News CSV to measure (original or Hugging Face form)")
-    files.add_argument("--test-file", help="the same, for a test split; without either: synthetic news")
-    padding.add_argument("--model", default="minilm", help="whose tokenizer (default: bert-base-uncased vocab)")
-    padding.add_argument("--max-length", type=int, default=128, help="truncation and fixed padding length")
-    padding.add_argument("--batch-size", type=int, default=32, help="texts per batch (default 32)")
+    files.add_argument("--test-file", help="the same, for a test split; without a file: synthetic news")
+    files.add_argument("--preset", help="measure a preset's training split, length, batch and tokenizer instead")
+    padding.add_argument("--model", help="whose tokenizer (default: the preset's, else the bert-base-uncased vocab)")
+    padding.add_argument("--max-length", type=int, help="truncation and fixed padding length (default 128)")
+    padding.add_argument("--batch-size", type=int, help="texts per batch (default 32)")
+    padding.add_argument("--shuffles", type=int, default=PADDING_SHUFFLES,
+                         help=f"epochs (shuffles) to average over (default {PADDING_SHUFFLES})")
     padding.add_argument("--json", action="store_true", help="also print one JSON object as the last line")
     padding.set_defaults(command=command_bench_padding)
 
@@ -223,8 +231,10 @@ def describe_machine() -> dict:
     import torch
     import transformers
 
+    from .results import cpu_model
+
     return {"torch_version": torch.__version__, "transformers_version": transformers.__version__,
-            "cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "cpu": platform.processor()}
+            "cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "cpu": cpu_model()}
 
 
 def print_inference_table(report: dict) -> None:
@@ -280,8 +290,17 @@ def accuracy(classifier, texts: list[str], labels: list[int]) -> float:
 
 
 def command_bench_padding(args: argparse.Namespace) -> int:
-    report = measure_padding(args.train_file or args.test_file, args.model, args.max_length, args.batch_size)
-    print(f"{report['data']}: {report['n_texts']} texts, batches of {args.batch_size}, max length {args.max_length}")
+    from .config import ConfigError
+
+    if args.shuffles < 1:
+        raise ConfigError(f"--shuffles must be at least 1; got {args.shuffles}")
+    if args.preset:
+        report = measure_preset_padding(args.preset, args.model, args.max_length, args.batch_size, args.shuffles)
+    else:
+        report = measure_padding(args.train_file or args.test_file, args.model or "minilm", args.max_length or 128,
+                                 args.batch_size or 32, args.shuffles)
+    print(f"{report['data']}: {report['n_texts']} texts, batches of {report['batch_size']}, max length "
+          f"{report['max_length_tokens']}, mean of {report['shuffles']} shuffles")
     for strategy in ("max_length", "dynamic", "grouped"):
         print(f"  {strategy:<11} {report[strategy]:.3f} tokens processed per real token")
     print(f"  default ({report['default_strategy']}): {report['default']:.3f}")
@@ -290,11 +309,9 @@ def command_bench_padding(args: argparse.Namespace) -> int:
     return 0
 
 
-def measure_padding(csv_file: str | None, model: str = "minilm", max_length: int = 128,
-                    batch_size: int = 32) -> dict:
+def measure_padding(csv_file: str | None, model: str = "minilm", max_length: int = 128, batch_size: int = 32,
+                    shuffles: int = PADDING_SHUFFLES) -> dict:
     """Tokens processed per real token for padding to max_length, dynamic padding and length grouping."""
-    from .batching import build_train_loader, padding_ratio, tokenize_split
-    from .config import TrainConfig
     from .data import NewsSplit, read_news_csv
     from .modeling import build_tokenizer
     from .synthetic import generate_news
@@ -303,12 +320,50 @@ def measure_padding(csv_file: str | None, model: str = "minilm", max_length: int
         texts, labels, _ = read_news_csv(csv_file)
     else:
         texts, labels = generate_news(2000, seed=0)
-    tokenizer = build_tokenizer(model)
-    data = tokenize_split(tokenizer, NewsSplit("bench", tuple(texts), tuple(labels)), max_length)
-    ratios = {strategy: padding_ratio(build_train_loader(data, strategy, batch_size, max_length, seed=0,
-                                                          pad_id=tokenizer.pad_token_id))
+    split = NewsSplit("bench", tuple(texts), tuple(labels))
+    return {"data": csv_file or "synthetic news (2000 texts)", **padding_ratios(
+        split, build_tokenizer(model), model, max_length, batch_size, shuffles)}
+
+
+def measure_preset_padding(preset: str, model: str | None, max_length: int | None, batch_size: int | None,
+                           shuffles: int = PADDING_SHUFFLES) -> dict:
+    """The same figures for what a preset trains on: its training split, length, per-device batch, tokenizer."""
+    from .config import build_config
+    from .loop import load_data
+    from .modeling import build_tokenizer
+
+    config = build_config(preset, {})
+    data = load_data(config, log=print)
+    model = model or config.model_name
+    return {"data": f"{preset}: {data.source} (train split)", **padding_ratios(
+        data.train, build_tokenizer(model), model, max_length or config.max_length,
+        batch_size or config.per_device_batch_size, shuffles)}
+
+
+def padding_ratios(split, tokenizer, model: str, max_length: int, batch_size: int, shuffles: int) -> dict:
+    """Each strategy's tokens processed per real token over the training loader, averaged over shuffles."""
+    from .batching import build_train_loader, tokenize_split
+    from .config import TrainConfig
+
+    data = tokenize_split(tokenizer, split, max_length)
+    ratios = {strategy: mean_padding_ratio(build_train_loader(data, strategy, batch_size, max_length, seed=0,
+                                                              pad_id=tokenizer.pad_token_id), shuffles)
               for strategy in ("max_length", "dynamic", "grouped")}
     default = TrainConfig().padding  # what training uses unless told otherwise
-    return {"data": csv_file or "synthetic news (2000 texts)", "n_texts": len(texts), "model": model,
-            "max_length_tokens": max_length, "batch_size": batch_size, **ratios,
-            "default_strategy": default, "default": ratios[default]}
+    return {"n_texts": len(split), "model": model, "max_length_tokens": max_length, "batch_size": batch_size,
+            "shuffles": shuffles, **ratios, "default_strategy": default, "default": ratios[default]}
+
+
+def mean_padding_ratio(loader, shuffles: int) -> float:
+    """`padding_ratio` averaged over the first `shuffles` epochs' batch orders.
+
+    Every epoch holds the same real tokens, so the mean is the pooled ratio over all those epochs. One
+    shuffle is a sample: on the AG News test set dynamic padding ranges 1.93 to 1.98 from epoch to epoch.
+    """
+    from .batching import padding_ratio
+
+    ratios = []
+    for epoch in range(shuffles):
+        loader.batch_sampler.set_epoch(epoch)
+        ratios.append(padding_ratio(loader))
+    return sum(ratios) / len(ratios)

@@ -1,0 +1,129 @@
+"""`distrinews bench train|compare-trainer|allreduce` at toy size through the real CLI, and the scaling arithmetic."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from conftest import run_cli, torchrun
+
+from distrinews.results import ScalingError, comparable_to, latest, read_results, scaling_table
+
+TOY = ("--preset", "smoke", "--model", "tiny", "--warmup-steps", "1")
+
+
+def last_json(proc) -> dict:
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def check_throughput(row: dict) -> None:
+    assert row["samples_per_s"] > 0 and row["tokens_per_s"] > row["samples_per_s"]  # news items are many tokens
+    assert 1.0 <= row["padding_ratio"] < 3 and row["step_ms"] > 0
+    assert row["torch_version"] and row["transformers_version"] and row["label"].startswith("CPU")
+    assert row["global_batch"] == row["per_device_batch"] * row["world_size"] * row["grad_accum_steps"]
+
+
+def test_bench_train_times_each_padding_and_skips_fp16_on_cpu(tmp_path):
+    proc = run_cli("bench", "train", *TOY, "--steps", "3", "--padding", "max_length", "dynamic", "grouped",
+                   "--precision", "fp32", "fp16", "--results-dir", str(tmp_path), "--json")
+    report = last_json(proc)
+    rows = {row["padding"]: row for row in report["rows"]}
+    assert sorted(rows) == ["dynamic", "grouped", "max_length"] and report["random_weights"] is True
+    for row in rows.values():
+        check_throughput(row)
+        assert row["world_size"] == 1 and row["precision"] == "fp32" and row["device_name"] == "cpu"
+    assert rows["grouped"]["padding_ratio"] < rows["dynamic"]["padding_ratio"] <= rows["max_length"]["padding_ratio"]
+    assert any("fp16 skipped" in note for note in report["skipped"]) and "fp16 skipped" in proc.stdout
+    saved = read_results(tmp_path, "train")
+    assert len(saved) == 3 and set(saved["padding"]) == set(rows) and saved["label"].nunique() == 1
+
+
+def test_bench_train_under_torchrun_sums_two_ranks_and_tries_the_ddp_knobs(tmp_path):
+    proc = torchrun("bench", "train", *TOY, "--steps", "2", "--grad-accum-steps", "2", "--bucket-cap-mb", "1",
+                    "--comm-hook", "none", "fp16", "--results-dir", str(tmp_path), "--json")
+    report = last_json(proc)
+    assert [(row["comm_hook"], row["bucket_cap_mb"]) for row in report["rows"]] == [("none", 1.0), ("fp16", 1.0)]
+    for row in report["rows"]:
+        check_throughput(row)
+        assert row["world_size"] == 2 and row["backend"] == "gloo" and row["global_batch"] == 32 * 2 * 2
+    assert proc.stdout.count("samples/s") == 2  # header and footnote, once: rank 0 alone prints the table
+    assert len(read_results(tmp_path, "train")) == 2  # rank 0 alone writes
+
+
+def test_bench_allreduce_reports_algorithm_and_bus_bandwidth(tmp_path):
+    proc = torchrun("bench", "allreduce", "--max-mb", "0.3", "--seconds", "0.02", "--results-dir", str(tmp_path),
+                    "--json")
+    report = last_json(proc)
+    sizes = [row["size_bytes"] for row in report["rows"]]
+    assert sizes == sorted(sizes) and sizes[0] == 4000 and sizes[-1] == 300_000
+    assert report["backend"] == "gloo" and report["world_size"] == 2 and report["gradient_bytes"] > 260e6
+    for row in report["rows"]:
+        assert row["time_us"] > 0
+        assert row["algbw_gbps"] == pytest.approx(row["size_bytes"] / (row["time_us"] / 1e6) / 1e9, rel=0.01)
+        assert row["busbw_gbps"] == pytest.approx(row["algbw_gbps"], rel=0.01)  # 2(n-1)/n = 1 at n = 2
+    assert len(read_results(tmp_path, "allreduce")) == len(sizes)
+
+
+def test_bench_allreduce_without_torchrun_says_how_to_launch(tmp_path, capsys):
+    from distrinews.cli import main  # in this process: the error comes before any process group could start
+
+    assert main(["bench", "allreduce", "--results-dir", str(tmp_path)]) == 2
+    assert "run it under torchrun" in capsys.readouterr().err and not any(tmp_path.iterdir())
+
+
+def test_compare_trainer_times_both_loops_on_the_same_epochs(tmp_path):
+    proc = run_cli("bench", "compare-trainer", *TOY, "--rounds", "1", "--max-train-rows", "320",
+                   "--results-dir", str(tmp_path), "--json")
+    report = last_json(proc)
+    assert report["samples_per_epoch"] == 320 and report["padding"] == "grouped" and report["precision"] == "fp32"
+    assert report["ours_samples_per_s"] > 0 and report["trainer_samples_per_s"] > 0
+    assert report["ratio"] == pytest.approx(report["ours_samples_per_s"] / report["trainer_samples_per_s"], rel=1e-3)
+    assert 1.0 <= report["ours_padding_ratio"] < 1.2 and 1.0 <= report["trainer_padding_ratio"] < 1.5
+    assert "ratio ours / Trainer" in proc.stdout
+
+
+# ---- scaling arithmetic (no processes) -------------------------------------------------------
+
+
+def rows(**changes) -> pd.DataFrame:
+    """Three made-up rows from one machine (1 process; 2 with two bucket sizes); `changes` alter the last."""
+    base = {"label": "example GPU", "model": "distilbert-base", "precision": "fp16", "padding": "grouped",
+            "per_device_batch": 32, "grad_accum_steps": 1, "max_length": 128, "tokens_per_s": 0.0}
+    measured = [(1, 32, 100.0, None, None), (2, 64, 190.0, 25.0, "none"), (2, 64, 150.0, 100.0, "none")]
+    table = pd.DataFrame([{**base, "world_size": n, "global_batch": batch, "samples_per_s": rate,
+                           "bucket_cap_mb": bucket, "comm_hook": hook} for n, batch, rate, bucket, hook in measured])
+    for column, value in changes.items():
+        table.loc[2, column] = value
+    return table
+
+
+def test_speedup_and_efficiency_are_against_one_process():
+    table = scaling_table(rows())
+    assert list(table["world_size"]) == [1, 2, 2]
+    assert list(table["speedup"]) == pytest.approx([1.0, 1.9, 1.5])
+    assert list(table["efficiency"]) == pytest.approx([1.0, 0.95, 0.75])
+    assert list(table["samples_per_s"]) == [100.0, 190.0, 150.0] and list(table["global_batch"]) == [32, 64, 64]
+
+
+@pytest.mark.parametrize("column, value", [("per_device_batch", 64), ("padding", "max_length"),
+                                           ("label", "another GPU"), ("precision", "fp32")])
+def test_scaling_refuses_rows_measured_differently(column, value):
+    with pytest.raises(ScalingError, match=column):
+        scaling_table(rows(**{column: value}))
+
+
+def test_scaling_needs_exactly_one_baseline_and_one_row_per_setup():
+    with pytest.raises(ScalingError, match="world_size 1"):
+        scaling_table(rows().iloc[1:])
+    with pytest.raises(ScalingError, match="share a world size"):
+        scaling_table(pd.concat([rows(), rows().iloc[[1]]]))
+
+
+def test_latest_and_comparable_pick_one_honest_set_from_a_results_file():
+    appended = pd.concat([rows(), rows(samples_per_s=170.0), rows(per_device_batch=16)], ignore_index=True)
+    newest = latest(appended)
+    assert len(newest) == 4  # the 3 setups (the re-run's numbers win) and the per-device batch 16 row
+    same = comparable_to(newest, newest.iloc[0])
+    table = scaling_table(same)
+    assert list(table["samples_per_s"]) == [100.0, 190.0, 170.0]
