@@ -18,7 +18,7 @@ import pytest
 import torch
 from conftest import ROOT, read_json, run_cli
 
-from distrinews import concepts
+from distrinews import concepts, plots
 
 matplotlib.use("Agg")
 
@@ -200,7 +200,7 @@ def test_compare_runs_and_evals_read_a_finished_run(smoke_run, tmp_path):
     assert list(evals["examples"]) == [500, 500]
     fig = concepts.plot_loss_vs_examples({"one": smoke_run})
     assert fig.axes[0].get_xlabel() == "training examples seen"
-    assert concepts.read_metrics_lines(smoke_run)[0]["step"] == 10
+    assert plots.read_metrics_lines(smoke_run)[0]["step"] == 10
 
 
 def test_a_run_attached_as_input_is_found_and_copied_for_resuming(smoke_run, tmp_path):

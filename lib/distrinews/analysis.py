@@ -35,19 +35,14 @@ def load_test_split(checkpoint: str | Path, max_rows: int | None = None, seed: i
     """
     from .checkpoint import CONFIG_FILE
     from .config import TrainConfig
-    from .data import NewsSplit, read_news_csv
-    from .loop import load_data
+    from .data import NewsSplit
+    from .loop import load_test_split
 
     saved = Path(checkpoint) / CONFIG_FILE
     if not saved.exists():
         raise FileNotFoundError(f"{saved} not found: pass a checkpoint/ folder that `distrinews train` wrote "
                                 f"(it saves the run's config there, which names the data it was evaluated on)")
-    config = TrainConfig.load(saved)
-    if config.test_file:  # the run was evaluated on a named CSV, as `distrinews evaluate` does
-        texts, labels, _ = read_news_csv(config.test_file, config.bad_rows)
-        split = NewsSplit("test", tuple(texts), tuple(labels))
-    else:
-        split = load_data(config, log).test  # the same source, caps and seed as training: the same rows
+    split = load_test_split(TrainConfig.load(saved), log)  # what `distrinews evaluate` reads: the same rows
     if max_rows is None or max_rows >= len(split):
         return split
     if max_rows < 1:

@@ -18,7 +18,6 @@ import argparse
 import copy
 import json
 import math
-import os
 import statistics
 import time
 
@@ -228,13 +227,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def describe_machine() -> dict:
+    """The CPU, its cores and threads, and the library versions, as every benchmark row records them."""
     import torch
-    import transformers
 
-    from .results import cpu_model
+    from .results import describe_hardware
 
-    return {"torch_version": torch.__version__, "transformers_version": transformers.__version__,
-            "cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "cpu": cpu_model()}
+    return describe_hardware(torch.device("cpu"))
 
 
 def print_inference_table(report: dict) -> None:

@@ -340,9 +340,3 @@ def copy_run_for_resume(source: str | Path, destination: str | Path) -> Path:
         raise FileExistsError(f"{destination} exists: resume straight into it, or pick another destination")
     shutil.copytree(source, destination)
     return destination
-
-
-def read_metrics_lines(run_dir: str | Path) -> list[dict]:
-    """The raw records of metrics.jsonl, for showing what one line holds."""
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

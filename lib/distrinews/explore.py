@@ -22,6 +22,7 @@ import time
 import numpy as np
 import torch
 
+from .bench_train import synchronize
 from .labels import LABEL_NAMES
 
 STRATEGIES = ("max_length", "dynamic", "grouped")  # the padding strategies, worst to best
@@ -336,11 +337,6 @@ def time_training_step(model: torch.nn.Module, batch: dict, device: torch.device
             timings.append(time.perf_counter() - start)
         model.zero_grad(set_to_none=True)
     return float(np.median(timings))
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # ---- 03: the training run ------------------------------------------------------------------------

@@ -192,6 +192,15 @@ def load_data(config: TrainConfig, log) -> NewsData:
     )
 
 
+def load_test_split(config: TrainConfig, log) -> NewsSplit:
+    """`config.test_file` when one is named, else the test split of the configured source (same caps and seed)."""
+    if not config.test_file:
+        return load_data(config, log).test
+    texts, labels, skipped = read_news_csv(config.test_file, config.bad_rows)
+    log(f"data: {config.test_file} | test {len(labels)}" + (f" ({skipped} bad rows skipped)" if skipped else ""))
+    return NewsSplit("test", tuple(texts), tuple(labels))
+
+
 def tokenize_splits(data: NewsData, tokenizer, config: TrainConfig, ctx: DistContext):
     """Train, per-epoch evaluation and (when they differ) test splits, tokenized through the cache."""
     def tokenize_all():
@@ -374,12 +383,7 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, config: TrainConfig, ctx: Di
     log = log if ctx.is_main else (lambda *_: None)
     tokenizer = build_tokenizer(str(checkpoint_dir))
     model = build_model(str(checkpoint_dir), tokenizer).to(ctx.device)
-    if config.test_file:
-        texts, labels, skipped = read_news_csv(config.test_file, config.bad_rows)
-        test = NewsSplit("test", tuple(texts), tuple(labels))
-        log(f"data: {config.test_file} | test {len(test)}" + (f" ({skipped} bad rows skipped)" if skipped else ""))
-    else:
-        test = load_data(config, log).test
+    test = load_test_split(config, log)
     loader = build_eval_loader(tokenize_split(tokenizer, test, config.max_length), config.eval_batch_size,
                                tokenizer.pad_token_id, ctx.rank, ctx.world_size)
     return evaluate(model, loader, ctx, resolve_precision(config.precision, ctx.device))

@@ -17,15 +17,20 @@ def load_metrics(run_dir: str | Path):
     """(steps, epochs): one row per logged step (loss, lr, samples_per_s, ...) and one per epoch evaluation."""
     import pandas as pd
 
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: train into {run_dir} first (distrinews train --output-dir ...)")
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = read_metrics_lines(run_dir)
     steps = pd.DataFrame([r for r in records if "loss" in r])
     epochs = pd.DataFrame([{"epoch": r["epoch"], "step": r["step"],
                             **{k: r["eval"][k] for k in ("accuracy", "macro_f1", "loss")}}
                            for r in records if "eval" in r])
     return steps, epochs
+
+
+def read_metrics_lines(run_dir: str | Path) -> list[dict]:
+    """The raw records of metrics.jsonl, in the order the run wrote them."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: train into {run_dir} first (distrinews train --output-dir ...)")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def read_eval(run_dir: str | Path) -> dict:
