@@ -47,13 +47,15 @@ def drift(notebook_text: str, library_text: str, name: str) -> str:
                                         f"lib/distrinews/{name}", f"notebook's %%writefile {name}"))
 
 
-def test_the_ddp_notebook_writes_the_library_training_script_byte_for_byte():
-    written = written_files(NOTEBOOK_DIR / "05_ddp_training.ipynb")
-    assert "train_ddp.py" in written, "05_ddp_training.ipynb must write train_ddp.py with %%writefile"
-    library = (LIBRARY / "train_ddp.py").read_text()
-    assert written["train_ddp.py"] == library, (
-        "the notebook's train_ddp.py drifted from lib/distrinews/train_ddp.py; rebuild the cell from the library "
-        "file:\n" + drift(written["train_ddp.py"], library, "train_ddp.py"))
+@pytest.mark.parametrize("notebook, script", [("03_single_gpu", "train_single.py"),
+                                              ("05_ddp_training", "train_ddp.py")])
+def test_the_training_notebooks_write_the_library_programs_byte_for_byte(notebook, script):
+    written = written_files(NOTEBOOK_DIR / f"{notebook}.ipynb")
+    assert script in written, f"{notebook}.ipynb must write {script} with %%writefile"
+    library = (LIBRARY / script).read_text()
+    assert written[script] == library, (
+        f"the notebook's {script} drifted from lib/distrinews/{script}; rebuild the cell from the library "
+        "file:\n" + drift(written[script], library, script))
 
 
 @pytest.mark.parametrize("path", sorted(NOTEBOOK_DIR.glob("*.ipynb")), ids=lambda p: p.stem)

@@ -84,11 +84,19 @@ def test_notebook_starts_with_the_shared_setup_cell(nb):
     assert f'course.check_environment("{nb.number}")' in code[2] and "course.resolve_preset(PRESET)" in code[2]
 
 
-def test_ddp_notebook_writes_and_launches_the_script():
+def test_ddp_notebook_writes_launches_and_diffs_the_script():
     notebook = read(next(nb for nb in NOTEBOOKS if nb.slug == "ddp_training"))
     sources = [c.source for c in notebook.cells if c.cell_type == "code"]
     assert any(s.startswith("%%writefile train_ddp.py") for s in sources)
     assert any(re.search(r"^!torchrun .*--nproc_per_node", s, re.M) for s in sources)
+    assert any(re.search(r"^!diff -u .*train_single\.py train_ddp\.py", s, re.M) for s in sources)
+
+
+def test_single_device_notebook_writes_and_runs_the_program():
+    notebook = read(next(nb for nb in NOTEBOOKS if nb.slug == "single_gpu"))
+    sources = [c.source for c in notebook.cells if c.cell_type == "code"]
+    assert any(s.startswith("%%writefile train_single.py") for s in sources)
+    assert any(re.search(r"^!python train_single\.py ", s, re.M) for s in sources)
 
 
 @pytest.mark.slow

@@ -36,7 +36,7 @@ def load_test_split(checkpoint: str | Path, max_rows: int | None = None, seed: i
     from .checkpoint import CONFIG_FILE
     from .config import TrainConfig
     from .data import NewsSplit
-    from .loop import load_test_split
+    from .training import load_test_split
 
     saved = Path(checkpoint) / CONFIG_FILE
     if not saved.exists():

@@ -148,7 +148,9 @@ def benchmark_inference(source: str | None = None, runs: int = 30, threads: int 
 
     if threads:
         torch.set_num_threads(threads)
-    model, tokenizer, name, random_weights = build_bench_model(source)
+    from .modeling import build_timing_model
+
+    model, tokenizer, name, random_weights = build_timing_model(source)
     variants = build_variants(model, tokenizer)
     batch = build_batch_texts()
     for run in variants.values():  # warm-up: first calls allocate buffers and pick kernels
@@ -167,23 +169,6 @@ def benchmark_inference(source: str | None = None, runs: int = 30, threads: int 
     report["ratio"] = report["optimized_p50_ms"] / report["pipeline_p50_ms"]
     report.update(describe_machine())
     return report
-
-
-def build_bench_model(source: str | None):
-    """Return (fp32 model, tokenizer, name, random_weights); no source means DistilBERT-base, random weights."""
-    from transformers import AutoModelForSequenceClassification, DistilBertConfig
-
-    from .labels import ID2LABEL, LABEL2ID
-    from .modeling import build_model, build_tokenizer
-
-    if source is None:
-        # bert-base-uncased's vocabulary (MiniLM ships it offline) matches DistilBERT-base's 30522 tokens.
-        tokenizer = build_tokenizer("minilm")
-        config = DistilBertConfig(vocab_size=len(tokenizer), num_labels=4, id2label=ID2LABEL, label2id=LABEL2ID)
-        model = AutoModelForSequenceClassification.from_config(config)
-        return model.float().eval(), tokenizer, "distilbert-base (DistilBertConfig defaults)", True
-    tokenizer = build_tokenizer(source)
-    return build_model(source, tokenizer).float().eval(), tokenizer, source, source == "tiny"
 
 
 def build_variants(model, tokenizer) -> dict:
@@ -327,7 +312,7 @@ def measure_preset_padding(preset: str, model: str | None, max_length: int | Non
                            shuffles: int = PADDING_SHUFFLES) -> dict:
     """The same figures for what a preset trains on: its training split, length, per-device batch, tokenizer."""
     from .config import build_config
-    from .loop import load_data
+    from .training import load_data
     from .modeling import build_tokenizer
 
     config = build_config(preset, {})

@@ -7,8 +7,8 @@
     distrinews bench compare-trainer --preset smoke --model tiny    # this library's loop vs HF Trainer
     torchrun --standalone --nproc_per_node=2 -m distrinews bench allreduce --max-mb 64
 
-Timing runs the library's own training path (`loop.run_step` and `loop.run_epoch` over the loaders of
-`loop.build_loaders`, with its precision and optimizer), so a figure here is what `distrinews train` gets.
+Timing runs the training program's own step (`train_ddp.train_step`, over the loaders, optimizer, precision and
+scaler that `train_ddp.py` builds), so a figure here is what `distrinews train` gets.
 The model defaults to DistilBERT-base with random weights (timing only; the output says so). Rows go to
 RESULTS_DIR/train.csv and allreduce.csv (`distrinews.results`), which notebook 07 plots.
 """
@@ -21,6 +21,7 @@ import itertools
 import json
 import tempfile
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -54,17 +55,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def add_config_fields(parser: argparse.ArgumentParser) -> None:
     """TrainConfig fields as single-value overrides of the preset (the data, batch, length, threads...)."""
-    from .cli import SHORT_NAMES
-    from .config import field_help, field_names
+    from .config import add_config_options
 
-    group = parser.add_argument_group("config fields (override the preset)")
-    for name in field_names():
-        if name in NOT_OPTIONS:
-            continue
-        flags = [SHORT_NAMES[name]] if name in SHORT_NAMES else []
-        flags += [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
-        extra = {"nargs": "+"} if name == "train_files" else {}
-        group.add_argument(*flags, dest=name, default=argparse.SUPPRESS, help=field_help().get(name), **extra)
+    add_config_options(parser, skip=NOT_OPTIONS)
 
 
 def add_train_command(tasks) -> None:
@@ -136,12 +129,12 @@ def bench_config(args: argparse.Namespace):
 
 def load_bench_model(args: argparse.Namespace):
     """(model on CPU in fp32, tokenizer, name, random_weights) for --checkpoint, --model or the default."""
-    from .bench import build_bench_model
+    from .modeling import build_timing_model
     from .checkpoint import require_checkpoint
 
     source = str(require_checkpoint(args.checkpoint)) if args.checkpoint else args.model
     torch.manual_seed(0)  # the same random weights on every rank and every run
-    model, tokenizer, name, random_weights = build_bench_model(source)
+    model, tokenizer, name, random_weights = build_timing_model(source)
     return model, tokenizer, name, random_weights
 
 
@@ -161,18 +154,48 @@ def resolve_variants(values: list[str], device) -> tuple[list[str], list[str]]:
     return kept, skipped
 
 
-def build_run(config, ctx, model, tokenizer, data, precision: str, total_steps: int, output_dir: str,
-              bucket_cap_mb: float | None = None, comm_hook: str | None = None):
-    """A `loop.Run` around an already built model: the library's loaders, optimizer, schedule and scaler."""
+@dataclass
+class StepSetup:
+    """What `train_ddp.train_step` needs, built as train_ddp.py builds it, around an already built model."""
+
+    model: torch.nn.Module  # DDP-wrapped under torchrun
+    train_loader: torch.utils.data.DataLoader
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: torch.amp.GradScaler
+    precision: str
+    config: object
+    device: torch.device
+
+    def step(self, micro_batches: list[dict]) -> torch.Tensor:
+        from .train_ddp import train_step
+
+        return train_step(self.model, micro_batches, self.optimizer, self.scheduler, self.scaler, self.precision,
+                          self.config.max_grad_norm)
+
+    def optimizer_steps_taken(self) -> int:
+        """Updates the optimizer really applied (the scaler skips the ones whose fp16 gradients overflowed)."""
+        state = self.optimizer.state.get(next(iter(self.optimizer.param_groups[0]["params"])), {})
+        return int(state.get("step", 0))
+
+
+def build_step(config, ctx, model, tokenizer, data, precision: str, total_steps: int,
+               bucket_cap_mb: float | None = None, comm_hook: str | None = None) -> StepSetup:
+    """Loaders, optimizer, schedule and scaler as in train_ddp.py; the DDP knobs being measured on top."""
     from torch.nn.parallel import DistributedDataParallel as DDP
     from transformers import get_linear_schedule_with_warmup
 
-    from .loop import Progress, Run, build_loaders, build_optimizer, start_output_dir
+    from .batching import build_train_loader, tokenize_split
     from .precision import make_scaler
 
-    config = config.replace(precision=precision, output_dir=output_dir)
-    train_loader, eval_loader, test_loader = build_loaders(data, tokenizer, config, ctx)
-    optimizer = build_optimizer(model, config)
+    config = config.replace(precision=precision)
+    train = tokenize_split(tokenizer, data.train, config.max_length)
+    loader = build_train_loader(train, config.padding, config.per_device_batch_size, config.max_length, config.seed,
+                                tokenizer.pad_token_id, ctx.rank, ctx.world_size, ctx.device.type == "cuda")
+    decay = [p for p in model.parameters() if p.ndim >= 2]  # the two AdamW groups of train_ddp.py
+    groups = [{"params": decay, "weight_decay": config.weight_decay},
+              {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, fused=ctx.device.type == "cuda" or None)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
     if ctx.is_distributed:
         model = DDP(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,  # DDP: as training
@@ -181,11 +204,8 @@ def build_run(config, ctx, model, tokenizer, data, precision: str, total_steps: 
             from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
             model.register_comm_hook(None, default_hooks.fp16_compress_hook)  # DDP: send half the bytes
-    if ctx.is_main:
-        start_output_dir(config, fresh=True)
-    steps_per_epoch = -(-len(train_loader.batch_sampler) // config.grad_accum_steps)
-    return Run(config, ctx, model, tokenizer, train_loader, eval_loader, test_loader, optimizer, scheduler,
-               make_scaler(precision, ctx.device), precision, Progress(), steps_per_epoch, log=lambda *_: None)
+    return StepSetup(model, loader, optimizer, scheduler, make_scaler(precision, ctx.device), precision, config,
+                     ctx.device)
 
 
 def synchronize(device) -> None:
@@ -227,7 +247,7 @@ def command_bench_train(args: argparse.Namespace) -> int:
 
 def benchmark_training(args: argparse.Namespace, preset: str, config, ctx) -> dict:
     """Time every variant (padding x precision x accumulation x DDP knobs); rows to train.csv on rank 0."""
-    from .loop import load_data
+    from .training import load_data
     from .modeling import count_parameters
 
     if config.num_threads:
@@ -251,11 +271,9 @@ def benchmark_training(args: argparse.Namespace, preset: str, config, ctx) -> di
             args.padding or [config.padding], precisions, args.grad_accum_steps or [config.grad_accum_steps], knobs):
         variant = config.replace(padding=padding, grad_accum_steps=accum)
         model = copy.deepcopy(base).to(ctx.device)  # every variant starts from the same weights
-        with tempfile.TemporaryDirectory() as out:
-            run = build_run(variant, ctx, model, tokenizer, data, precision, args.warmup_steps + args.steps, out,
-                            bucket, hook)
-            measured = time_steps(run, args.warmup_steps, args.steps)
-        del run, model
+        setup = build_step(variant, ctx, model, tokenizer, data, precision, args.warmup_steps + args.steps, bucket, hook)
+        measured = time_steps(setup, args.warmup_steps, args.steps, ctx)
+        del setup, model
         empty_cache(ctx.device)
         rows.append({**common, "padding": padding, "precision": precision, "grad_accum_steps": accum,
                      "global_batch": config.per_device_batch_size * ctx.world_size * accum,
@@ -277,31 +295,53 @@ def endless_batches(loader):
         yield from loader
 
 
-def time_steps(run, warmup: int, steps: int) -> dict:
-    """Throughput over `steps` optimizer steps of `loop.run_step` after `warmup` untimed ones, all ranks summed."""
-    from .distributed import all_reduce_sum, barrier
-    from .loop import Throughput, run_step
+# fp16 loss scaling starts at 2**16 and halves after every overflow; a warm-up ends only after this many clean steps
+SETTLED_STEPS = 5
+MAX_WARMUP_STEPS = 200
 
-    batches, accum = endless_batches(run.train_loader), run.config.grad_accum_steps
-    run.model.train()
-    for _ in range(warmup):
-        run_step(run, [next(batches) for _ in range(accum)])
-    synchronize(run.ctx.device)
-    barrier(run.ctx)  # DDP: every rank starts its clock together
-    meter, counts, start = Throughput(run.ctx), torch.zeros(2, dtype=torch.float64), time.perf_counter()
+
+def warm_up(setup: StepSetup, batches, steps: int) -> int:
+    """`steps` untimed steps, then more until the fp16 loss scale has settled; returns the steps run.
+
+    Every overflow (an fp16 gradient hitting inf, more likely with the fp16 communication hook, which sums
+    scaled gradients in fp16) makes the scaler skip the update and halve its scale: a step timed then would be
+    a step that did not update the weights.
+    """
+    accum, clean, run = setup.config.grad_accum_steps, 0, 0
+    while run < steps or (setup.scaler.is_enabled() and clean < SETTLED_STEPS and run < MAX_WARMUP_STEPS):
+        before = setup.scaler.get_scale() if setup.scaler.is_enabled() else 1.0
+        setup.step([next(batches) for _ in range(accum)])
+        clean = clean + 1 if not setup.scaler.is_enabled() or setup.scaler.get_scale() >= before else 0
+        run += 1
+    return run
+
+
+def time_steps(setup: StepSetup, warmup: int, steps: int, ctx) -> dict:
+    """Throughput over `steps` optimizer steps of `train_ddp.train_step` after a warm-up, all ranks summed."""
+    from .distributed import all_reduce_sum, barrier
+
+    batches, accum = endless_batches(setup.train_loader), setup.config.grad_accum_steps
+    setup.model.train()
+    warmed = warm_up(setup, batches, warmup)
+    applied_before = setup.optimizer_steps_taken()
+    synchronize(ctx.device)
+    barrier(ctx)  # DDP: every rank starts its clock together
+    counts, start = torch.zeros(4, dtype=torch.float64), time.perf_counter()
     for _ in range(steps):
         micro = [next(batches) for _ in range(accum)]
-        run_step(run, micro)  # DDP: gradients all-reduced in backward, as in training
-        meter.add(micro)
-        for batch in micro:  # tokens processed (padding included) and real tokens; CPU tensors, no GPU sync
-            counts += torch.tensor([batch["input_ids"].numel(), int(batch["attention_mask"].sum())])
-    synchronize(run.ctx.device)
-    seconds = time.perf_counter() - start
-    rates = meter.read()  # DDP: samples and real tokens summed over ranks, divided by this rank's time
-    counts = counts.to(run.ctx.device)
-    all_reduce_sum(counts, run.ctx)  # DDP: padding over every rank's batches
-    return {"samples_per_s": round(rates["samples_per_s"], 3), "tokens_per_s": round(rates["tokens_per_s"], 1),
-            "padding_ratio": round(float(counts[0] / counts[1]), 4), "step_ms": round(seconds / steps * 1000, 2)}
+        setup.step(micro).item()  # DDP: gradients all-reduced in backward; .item() once a step, as training does
+        for batch in micro:  # samples, tokens processed (padding included), real tokens: CPU tensors, no GPU sync
+            counts[:3] += torch.tensor([len(batch["labels"]), batch["input_ids"].numel(),
+                                        int(batch["attention_mask"].sum())])
+    synchronize(ctx.device)
+    counts[3] = time.perf_counter() - start
+    skipped = steps - (setup.optimizer_steps_taken() - applied_before)
+    totals = counts.to(ctx.device)
+    all_reduce_sum(totals, ctx)  # DDP: samples and tokens over every rank's batches (and the ranks' seconds)
+    seconds = float(totals[3]) / ctx.world_size  # the ranks' mean wall time
+    return {"samples_per_s": round(float(totals[0]) / seconds, 3), "tokens_per_s": round(float(totals[2]) / seconds, 1),
+            "padding_ratio": round(float(totals[1] / totals[2]), 4), "step_ms": round(seconds / steps * 1000, 2),
+            "warmup_steps_run": warmed, "skipped_steps": skipped}
 
 
 def print_training_table(report: dict) -> None:
@@ -313,16 +353,17 @@ def print_training_table(report: dict) -> None:
         print(f"data: {first['data']} | max length {first['max_length']} | world size {first['world_size']} "
               f"({first['backend']}) | {first['steps']} timed steps after {first['warmup_steps']} warm-up")
     print(f"{'padding':<11}{'precision':<10}{'accum':>6}{'bucket':>8}{'hook':>6}{'batch':>7}{'global':>7}"
-          f"{'samples/s':>11}{'tokens/s':>11}{'pad ratio':>10}{'step ms':>9}")
+          f"{'samples/s':>11}{'tokens/s':>11}{'pad ratio':>10}{'step ms':>9}{'skipped':>8}")
     for row in rows:
         bucket = f"{row['bucket_cap_mb']:g}" if row["bucket_cap_mb"] is not None else "-"
         print(f"{row['padding']:<11}{row['precision']:<10}{row['grad_accum_steps']:>6}{bucket:>8}"
               f"{row['comm_hook'] or '-':>6}{row['per_device_batch']:>7}{row['global_batch']:>7}"
               f"{row['samples_per_s']:>11.1f}{row['tokens_per_s']:>11.0f}{row['padding_ratio']:>10.3f}"
-              f"{row['step_ms']:>9.1f}")
+              f"{row['step_ms']:>9.1f}{row['skipped_steps']:>8}")
     for note in report["skipped"]:
         print(f"note: {note}")
-    print("samples/s and tokens/s (real tokens, padding excluded) are summed over all processes")
+    print("samples/s and tokens/s (real tokens, padding excluded) are summed over all processes; skipped: timed "
+          "steps whose update the fp16 loss scaler skipped after an overflow (0 = every timed step updated)")
     print(f"results: {report['results_file']} (+{len(rows)} rows)")
 
 
@@ -355,25 +396,25 @@ def compare_with_trainer(args: argparse.Namespace, preset: str, config, ctx) -> 
     Whole epochs, not N steps: both samplers then cover exactly the same texts, and a sampler that orders
     its batches by length (the Trainer's runs the longest first) cannot win or lose by which ones it timed.
     """
-    from .loop import load_data
     from .precision import resolve_precision
+    from .training import load_data
 
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     base, tokenizer, name, random_weights = load_bench_model(args)
     data = load_data(config, print)
     precision = resolve_precision(config.precision, ctx.device)
-    config = config.replace(epochs=args.rounds + 1)  # run_epoch never stops early on the step budget
     with tempfile.TemporaryDirectory() as out:
-        ours = LibraryLoop(config, ctx, copy.deepcopy(base).to(ctx.device), tokenizer, data, precision, out)
-        theirs = TrainerLoop(config, ctx, copy.deepcopy(base), tokenizer, ours.run.train_loader.dataset, precision,
+        ours = LibraryLoop(config, ctx, copy.deepcopy(base).to(ctx.device), tokenizer, data, precision,
+                           epochs=args.rounds + 1)
+        theirs = TrainerLoop(config, ctx, copy.deepcopy(base), tokenizer, ours.setup.train_loader.dataset, precision,
                              out)
         ours.warm_up(args.warmup_steps)
         theirs.warm_up(args.warmup_steps)
         for round_ in range(args.rounds):  # take turns, and swap who goes first, so drift hits both alike
             for side in ((ours, theirs) if round_ % 2 == 0 else (theirs, ours)):
                 side.time_epoch(round_)
-    n = len(ours.run.train_loader.dataset)
+    n = len(ours.setup.train_loader.dataset)
     report = {"command": "bench compare-trainer", "timestamp": timestamp(), "model": name,
               "random_weights": random_weights, "preset": preset, "data": data.source, "samples_per_epoch": n,
               "padding": config.padding, "precision": precision, "per_device_batch": config.per_device_batch_size,
@@ -393,34 +434,32 @@ def compare_with_trainer(args: argparse.Namespace, preset: str, config, ctx) -> 
 
 
 class LibraryLoop:
-    """This library's training: `loop.run_epoch` over the loaders, optimizer and scaler training uses."""
+    """The training program's step (`train_ddp.train_step`) over whole epochs of its loader, one loss read a step."""
 
-    def __init__(self, config, ctx, model, tokenizer, data, precision: str, out: str):
-        self.run = build_run(config, ctx, model, tokenizer, data, precision,
-                             total_steps=-(-len(data.train) // config.per_device_batch_size) * config.epochs,
-                             output_dir=out)
+    def __init__(self, config, ctx, model, tokenizer, data, precision: str, epochs: int):
+        steps = -(-len(data.train) // (config.per_device_batch_size * config.grad_accum_steps)) * epochs
+        self.setup = build_step(config, ctx, model, tokenizer, data, precision, total_steps=steps)
         self.seconds: list[float] = []
         self.padding_ratio = float("nan")
 
     def warm_up(self, steps: int) -> None:
-        from .loop import run_step
-
-        batches = endless_batches(self.run.train_loader)
-        self.run.model.train()
-        for _ in range(steps):
-            run_step(self.run, [next(batches) for _ in range(self.run.config.grad_accum_steps)])
+        self.setup.model.train()
+        warm_up(self.setup, endless_batches(self.setup.train_loader), steps)
 
     def time_epoch(self, epoch: int) -> None:
         from .batching import padding_ratio
-        from .loop import Progress, run_epoch
 
-        self.run.progress = Progress(epoch=epoch, step=self.run.progress.step)
-        synchronize(self.run.ctx.device)
+        loader, accum = self.setup.train_loader, self.setup.config.grad_accum_steps
+        loader.batch_sampler.set_epoch(epoch)
+        synchronize(self.setup.device)
         start = time.perf_counter()
-        run_epoch(self.run)  # the loop `distrinews train` runs, progress bar and metrics lines included
-        synchronize(self.run.ctx.device)
+        batches = iter(loader)
+        for first in batches:  # as train_ddp.py: accum micro-batches a step, the loss read once a step
+            micro = [first] + list(itertools.islice(batches, accum - 1))
+            self.setup.step(micro).item()
+        synchronize(self.setup.device)
         self.seconds.append(time.perf_counter() - start)
-        self.padding_ratio = padding_ratio(self.run.train_loader)  # of the epoch just run (same shuffle)
+        self.padding_ratio = padding_ratio(loader)  # of the epoch just run (same shuffle)
 
 
 class TrainerLoop:
@@ -438,16 +477,13 @@ class TrainerLoop:
         from transformers import TrainingArguments
 
         cfg, cuda = self.config, self.ctx.device.type == "cuda"
-        return TrainingArguments(
-            output_dir=self.out, per_device_train_batch_size=cfg.per_device_batch_size,
-            gradient_accumulation_steps=cfg.grad_accum_steps, learning_rate=cfg.learning_rate,
-            weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_ratio if cfg.warmup_ratio < 1 else 0,
-            lr_scheduler_type="linear", max_grad_norm=cfg.max_grad_norm, fp16=self.precision == "fp16",
-            bf16=self.precision == "bf16", seed=cfg.seed, use_cpu=not cuda,
-            train_sampling_strategy="group_by_length" if cfg.padding == "grouped" else "random",
-            eval_strategy="no", save_strategy="no", logging_strategy="no", report_to="none", disable_tqdm=True,
-            dataloader_num_workers=0, dataloader_pin_memory=cuda,  # as the library's loader
-            **limits)
+        args = TrainingArguments(**trainer_arguments(cfg, self.precision, self.out, cuda, trainer_fields()), **limits)
+        if cuda and args.n_gpu > 1:
+            # With several GPUs visible and no process group, the Trainer would wrap the model in DataParallel
+            # (every batch split over all GPUs) while our loop uses one: pin it to one GPU, as the Trainer itself
+            # does for model parallelism, so the two sides compare like with like.
+            args._n_gpu = 1
+        return args
 
     def trainer(self, callbacks=(), **limits):
         from transformers import PrinterCallback, Trainer
@@ -467,6 +503,45 @@ class TrainerLoop:
         self.trainer([clock], num_train_epochs=1, data_seed=self.config.seed + epoch).train()
         self.seconds.append(clock.seconds)
         self.padding_ratio = clock.padding_ratio
+
+
+def trainer_fields() -> set[str]:
+    """The TrainingArguments this transformers version accepts."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    return {field.name for field in dataclasses.fields(TrainingArguments)}
+
+
+def trainer_arguments(cfg, precision: str, output_dir: str, cuda: bool, fields: set[str]) -> dict:
+    """TrainingArguments matching the library's recipe, spelled for the transformers version that has `fields`.
+
+    Names moved between versions: length grouping is `group_by_length=True` up to 5.1 and
+    `train_sampling_strategy="group_by_length"` from 5.2; `evaluation_strategy` became `eval_strategy` in 4.41;
+    `warmup_ratio` was folded into a fractional `warmup_steps` (a ratio when below 1) in 5.x.
+    """
+    grouped = cfg.padding == "grouped"
+    arguments = dict(
+        output_dir=output_dir, per_device_train_batch_size=cfg.per_device_batch_size,
+        gradient_accumulation_steps=cfg.grad_accum_steps, learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay, lr_scheduler_type="linear", max_grad_norm=cfg.max_grad_norm,
+        fp16=precision == "fp16", bf16=precision == "bf16", seed=cfg.seed, use_cpu=not cuda,
+        save_strategy="no", logging_strategy="no", report_to="none", disable_tqdm=True,
+        dataloader_num_workers=0, dataloader_pin_memory=cuda)  # as the library's loader
+    if "train_sampling_strategy" in fields:
+        arguments["train_sampling_strategy"] = "group_by_length" if grouped else "random"
+    else:
+        arguments["group_by_length"] = grouped
+    arguments["eval_strategy" if "eval_strategy" in fields else "evaluation_strategy"] = "no"
+    if "warmup_ratio" in fields:
+        arguments["warmup_ratio"] = cfg.warmup_ratio
+    else:
+        arguments["warmup_steps"] = cfg.warmup_ratio if cfg.warmup_ratio < 1 else 0
+    unknown = sorted(set(arguments) - fields)
+    if unknown:
+        raise RuntimeError(f"this transformers version's TrainingArguments lacks {', '.join(unknown)}")
+    return arguments
 
 
 class TrainerView(torch.utils.data.Dataset):
@@ -528,7 +603,7 @@ def print_comparison(report: dict) -> None:
           f"epochs per side, alternating | padding {report['padding']}, precision {report['precision']}, "
           f"batch {report['per_device_batch']} x accum {report['grad_accum_steps']}")
     print(f"{'loop':<40}{'samples/s':>11}{'pad ratio':>11}  epoch seconds")
-    print(f"{'distrinews (loop.run_epoch)':<40}{report['ours_samples_per_s']:>11.1f}"
+    print(f"{'distrinews (train_ddp.train_step)':<40}{report['ours_samples_per_s']:>11.1f}"
           f"{report['ours_padding_ratio']:>11.3f}  {report['ours_epoch_s']}")
     print(f"{'HF Trainer (' + report['trainer_optimizer'] + ')':<40}{report['trainer_samples_per_s']:>11.1f}"
           f"{report['trainer_padding_ratio']:>11.3f}  {report['trainer_epoch_s']}")

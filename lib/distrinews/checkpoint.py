@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as hf_logging
 
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 
 CHECKPOINT = "checkpoint"
 STATE_FILE = "training_state.pt"
@@ -65,6 +65,51 @@ def find_checkpoint(output_dir: str | Path) -> Path | None:
 def load_training_state(checkpoint_dir: str | Path, device: torch.device) -> dict:
     """Read the training state without unpickling arbitrary objects (`weights_only=True`)."""
     return torch.load(Path(checkpoint_dir) / STATE_FILE, map_location=device, weights_only=True)
+
+
+def training_state(optimizer, scheduler, scaler, precision: str, epochs_done: int, step: int, batches_done: int,
+                   rng: list[dict]) -> dict:
+    """Everything besides the weights that a run needs to continue as if it had never stopped.
+
+    Args:
+        precision: the resolved precision (fp32, fp16 or bf16), so a resume on other hardware can adapt.
+        batches_done: this rank's micro-batches already consumed in the current epoch (0 at an epoch's end).
+        rng: every rank's `capture_rng_state()`, indexed by rank.
+    """
+    return {"progress": {"epoch": epochs_done, "step": step, "batches_done": batches_done},
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            "precision": precision, "rng": rng, "world_size": len(rng)}
+
+
+def restore_training_state(checkpoint_dir: str | Path, optimizer, scheduler, scaler, precision: str,
+                           device: torch.device, rank: int = 0, world_size: int = 1, log=print) -> tuple[int, int, int]:
+    """Load optimizer, schedule, scaler and this rank's RNG state; returns (epochs done, step, batches done).
+
+    A checkpoint may come from other hardware (a CPU run resumed on a T4, a T4 run on an H100): the optimizer
+    keeps this machine's kernel choice (`fused`, `foreach`), and the loss scaler's state is used only when both
+    runs compute in fp16. A change of precision is reported, never silent.
+    """
+    state = load_training_state(checkpoint_dir, device)  # map_location: this rank's device
+    if state["world_size"] != world_size:
+        raise ConfigError(f"{checkpoint_dir} was written by {state['world_size']} processes and this run has "
+                          f"{world_size}: its position in the epoch counts batches per rank, so resume with "
+                          f"the same number of processes, or pass --resume false to start over")
+    kernels = [{key: group[key] for key in ("fused", "foreach", "capturable") if key in group}
+               for group in optimizer.param_groups]
+    optimizer.load_state_dict(state["optimizer"])
+    for group, kept in zip(optimizer.param_groups, kernels):
+        group.update(kept)  # load_state_dict copies the saved run's choices, e.g. fused=None from a CPU run
+    scheduler.load_state_dict(state["scheduler"])
+    saved = state.get("precision", "fp16" if state["scaler"] else "fp32")  # checkpoints before it was recorded
+    if saved == precision == "fp16":
+        scaler.load_state_dict(state["scaler"])
+    elif saved != precision:
+        fresh = ", with a fresh loss scaler" if precision == "fp16" else ""
+        keep = f" (pass --precision {saved} to keep it)" if device.type == "cuda" else ""
+        log(f"precision: the checkpoint trained in {saved}, this run goes on in {precision} on {device}{fresh}{keep}")
+    restore_rng_state(state["rng"][rank])  # each rank gets back its own dropout stream
+    progress = state["progress"]
+    return progress["epoch"], progress["step"], progress["batches_done"]
 
 
 def capture_rng_state() -> dict:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from . import distributed
 from .checkpoint import CONFIG_FILE, require_checkpoint
-from .config import (PRESETS, ConfigError, TrainConfig, apply_overrides, build_config, field_help, field_names,
-                     unknown_field_message)
+from .config import (PRESETS, ConfigError, TrainConfig, add_config_options, apply_overrides, build_config,
+                     overrides_from, unknown_field_message)
 from .data import DataError
 from .distributed import DistError
 from .modeling import ModelError
@@ -28,8 +28,6 @@ from .precision import PrecisionError
 from .serving import PublishError
 
 USER_ERRORS = (ConfigError, DataError, ModelError, PrecisionError, DistError, PublishError, FileNotFoundError)
-SHORT_NAMES = {"model_name": "--model", "data_source": "--data", "train_files": "--train-file",
-               "test_file": "--test-file"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,25 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One option per TrainConfig field, in dash and underscore spelling, documented by its comment."""
-    group = parser.add_argument_group("config fields (override the preset)")
-    helps = field_help()
-    for name in field_names():
-        flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
-        if name in SHORT_NAMES:
-            flags.insert(0, SHORT_NAMES[name])
-        extra = {"nargs": "+"} if name == "train_files" else {}
-        group.add_argument(*flags, dest=name, default=argparse.SUPPRESS, help=helps.get(name), **extra)
-
-
-def overrides_from(args: argparse.Namespace) -> dict:
-    overrides = {name: getattr(args, name) for name in field_names() if hasattr(args, name)}
-    if "train_files" in overrides:
-        overrides["train_files"] = tuple(overrides["train_files"])
-    return overrides
-
-
 def command_train(args: argparse.Namespace) -> int:
     from .train_ddp import main as train_main
 
@@ -109,7 +88,7 @@ def command_train(args: argparse.Namespace) -> int:
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
-    from .loop import evaluate_checkpoint
+    from .training import evaluate_checkpoint
 
     checkpoint = require_checkpoint(args.checkpoint)
     saved = checkpoint / CONFIG_FILE

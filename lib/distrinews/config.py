@@ -5,6 +5,7 @@ Every field's trailing comment is its documentation: `distrinews train --help` p
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import inspect
@@ -195,3 +196,48 @@ def describe_batch(config: TrainConfig, world_size: int) -> str:
         f"batch: per-device {config.per_device_batch_size} x world size {world_size} "
         f"x grad accumulation {config.grad_accum_steps} = global {global_batch}"
     )
+
+
+# The command line: one option per field, in dash and underscore spelling, documented by the field's comment.
+SHORT_NAMES = {"model_name": "--model", "data_source": "--data", "train_files": "--train-file",
+               "test_file": "--test-file"}
+
+
+def add_config_options(parser: argparse.ArgumentParser, skip: frozenset | set = frozenset()) -> None:
+    """Add `--field-name VALUE` for every TrainConfig field (except `skip`); values stay strings until parsed."""
+    group = parser.add_argument_group("config fields (override the preset)")
+    helps = field_help()
+    for name in field_names():
+        if name in skip:
+            continue
+        flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
+        if name in SHORT_NAMES:
+            flags.insert(0, SHORT_NAMES[name])
+        extra = {"nargs": "+"} if name == "train_files" else {}
+        group.add_argument(*flags, dest=name, default=argparse.SUPPRESS, help=helps.get(name), **extra)
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    """The config fields given on the command line."""
+    overrides = {name: getattr(args, name) for name in field_names() if hasattr(args, name)}
+    if "train_files" in overrides:
+        overrides["train_files"] = tuple(overrides["train_files"])
+    return overrides
+
+
+def parse_command_line(argv: list[str] | None = None, prog: str | None = None) -> TrainConfig:
+    """`--preset NAME` plus field overrides -> a TrainConfig; a bad option or value exits 2 with one clear line."""
+    parser = argparse.ArgumentParser(prog=prog, allow_abbrev=False,
+                                     description="Fine-tune a news classifier; every option is a config field.")
+    parser.add_argument("--preset", default="smoke", help=f"starting config: {', '.join(PRESETS)} (default smoke)")
+    add_config_options(parser)
+    args, unknown = parser.parse_known_args(argv)
+    try:
+        if unknown:
+            option = next((arg for arg in unknown if arg.startswith("--")), None)
+            if option is None:
+                raise ConfigError(f"unexpected argument {unknown[0]!r}; options take the form --field-name VALUE")
+            raise ConfigError(unknown_field_message(option[2:].split("=")[0].replace("-", "_")))
+        return build_config(args.preset, overrides_from(args))
+    except ConfigError as err:
+        parser.error(str(err))

@@ -58,31 +58,53 @@ def restart_count() -> int:
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
 
 
+def torchrun_ranks() -> tuple[int, int, int]:
+    """(rank, local rank, world size) from torchrun's environment; (0, 0, 1) when launched plainly.
+
+    Also applies the `DISTRINEWS_DEBUG` switch and warns (on rank 0) about a restart-unsafe launch: both must
+    happen before the process group starts.
+    """
+    if not launched_by_torchrun():
+        return 0, 0, 1
+    apply_debug_switch()
+    rank, local_rank, world_size = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])
+    if rank == 0 and restarts_unsafe():
+        print(RESTART_WARNING, file=sys.stderr, flush=True)
+    return rank, local_rank, world_size
+
+
+def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
+    """This process's device: `cuda:LOCAL_RANK` when CUDA is asked for or available ("auto"), else the CPU.
+
+    A launch with more processes on this machine than visible GPUs fails here, before any collective could hang.
+    """
+    if not pick_cuda(requested):
+        return torch.device("cpu")
+    local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if launched_by_torchrun() else 1
+    check_enough_gpus(local_rank, local_world_size)
+    return torch.device("cuda", local_rank)
+
+
 def setup(device: str = "auto", timeout_s: int = 600) -> DistContext:
     """Join the process group when launched by torchrun; otherwise describe one local process.
+
+    The tools (`distrinews evaluate`, `diagnose`, `bench`) use this; the training programs show the same steps
+    in their own code.
 
     Args:
         device: "auto" (CUDA when available), "cpu" or "cuda".
         timeout_s: how long a collective may wait before failing instead of hanging forever.
     """
-    use_cuda = pick_cuda(device)
+    rank, local_rank, world_size = torchrun_ranks()
+    dev = pick_device(device, local_rank)
     if not launched_by_torchrun():
-        return DistContext(device=torch.device("cuda" if use_cuda else "cpu"))
-    apply_debug_switch()
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
-    if rank == 0 and restarts_unsafe():
-        print(RESTART_WARNING, file=sys.stderr, flush=True)
-    world_size = int(os.environ["WORLD_SIZE"])
-    backend = "nccl" if use_cuda else "gloo"
-    if use_cuda:
-        check_enough_gpus(local_rank, int(os.environ.get("LOCAL_WORLD_SIZE", world_size)))
-        torch.cuda.set_device(local_rank)  # DDP: set the device before init, or every rank allocates on GPU 0
-        dev = torch.device("cuda", local_rank)
-    else:
-        dev = torch.device("cpu")
+        return DistContext(device=dev)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)  # DDP: set the device before init, or every rank allocates on GPU 0
+    backend = "nccl" if dev.type == "cuda" else "gloo"
     dist.init_process_group(  # DDP: join the group; torchrun's env gives the rendezvous address
         backend=backend, timeout=datetime.timedelta(seconds=timeout_s),
-        **({"device_id": dev} if use_cuda else {}),
+        **({"device_id": dev} if dev.type == "cuda" else {}),
     )
     return DistContext(rank=rank, local_rank=local_rank, world_size=world_size, device=dev, backend=backend)
 

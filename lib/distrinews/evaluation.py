@@ -8,29 +8,38 @@ repeated, so 7 examples on 3 ranks give the same numbers as on one process.
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
-from .distributed import DistContext, all_reduce_sum
 from .labels import LABEL_NAMES, NUM_LABELS
 from .precision import autocast
 
 
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, loader, ctx: DistContext, precision: str = "fp32") -> dict:
-    """Loss, accuracy, macro-F1, per-class scores and the confusion matrix (rows = true labels)."""
+def evaluate(model: torch.nn.Module, loader, device: torch.device, precision: str = "fp32") -> dict:
+    """Loss, accuracy, macro-F1, per-class scores and the confusion matrix (rows = true labels).
+
+    Under a process group every rank must call this with its own shard, and `model` must be the plain model,
+    not its DDP wrapper: a DDP forward may broadcast buffers, a collective that a rank whose shard has no
+    batch would never join (the others would wait until the timeout).
+    """
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        raise TypeError("evaluate the plain model (ddp_model.module), not its DDP wrapper: a DDP forward can run "
+                        "a collective, and a rank with no evaluation batch would never join it")
     was_training = model.training
     model.eval()
-    confusion = torch.zeros(NUM_LABELS, NUM_LABELS, dtype=torch.int64, device=ctx.device)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
+    confusion = torch.zeros(NUM_LABELS, NUM_LABELS, dtype=torch.int64, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     for batch in loader:
-        labels = batch["labels"].to(ctx.device)
-        with autocast(precision, ctx.device):
-            logits = model(input_ids=batch["input_ids"].to(ctx.device),
-                           attention_mask=batch["attention_mask"].to(ctx.device)).logits
+        labels = batch["labels"].to(device)
+        with autocast(precision, device):
+            logits = model(input_ids=batch["input_ids"].to(device),
+                           attention_mask=batch["attention_mask"].to(device)).logits
         loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").double()
         confusion.index_put_((labels, logits.argmax(-1)), torch.ones_like(labels), accumulate=True)
-    all_reduce_sum(confusion, ctx)  # DDP: shards are disjoint, so summed counts cover each example once
-    all_reduce_sum(loss_sum, ctx)  # DDP: same for the loss, averaged below over the true example count
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(confusion)  # DDP: shards are disjoint, so summed counts cover each example once
+        dist.all_reduce(loss_sum)  # DDP: same for the loss, averaged below over the true example count
     model.train(was_training)
     return metrics_from_confusion(confusion.cpu(), float(loss_sum))
 

@@ -119,3 +119,15 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def build_timing_model(source: str | None):
+    """Return (fp32 model, tokenizer, name, random_weights); no source means DistilBERT-base, random weights."""
+    if source is None:
+        # bert-base-uncased's vocabulary (MiniLM ships it offline) matches DistilBERT-base's 30522 tokens.
+        tokenizer = build_tokenizer("minilm")
+        config = DistilBertConfig(vocab_size=len(tokenizer), num_labels=4, id2label=ID2LABEL, label2id=LABEL2ID)
+        model = AutoModelForSequenceClassification.from_config(config)
+        return model.float().eval(), tokenizer, "distilbert-base (DistilBertConfig defaults)", True
+    tokenizer = build_tokenizer(source)
+    return build_model(source, tokenizer).float().eval(), tokenizer, source, source == "tiny"
