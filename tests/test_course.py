@@ -1,5 +1,6 @@
 """distrinews.course: the preset a notebook picks, the hardware check, the setup that points `!torchrun` here."""
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -53,6 +54,29 @@ def test_with_gpus_the_hardware_is_probed_in_a_child_process(monkeypatch):
     monkeypatch.setattr(course, "probe_hardware", lambda: pytest.fail("probed in the kernel's own process"))
     report = course.describe_hardware()
     assert report["torch"] == torch.__version__ and report["cpu_count"] == os.cpu_count()
+
+
+def test_the_probe_asks_each_gpu_about_bf16_as_the_current_device(monkeypatch):
+    """A faked T4 (capability 7.5): bf16 emulated, so torch says supported, the hardware says no, fp16 trains."""
+    current = []
+
+    class Properties:
+        name, major, minor, total_memory = "Tesla T4", 7, 5, 15 * 2**30
+
+    @contextlib.contextmanager
+    def device(index):
+        current.append(index)
+        yield
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: Properties)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    monkeypatch.setattr(torch.cuda, "device", device)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: current == [0] and including_emulation)
+    (gpu,) = course.probe_hardware()["gpus"]
+    assert gpu == {"index": 0, "name": "Tesla T4", "capability": "7.5", "memory_gib": 15.0,
+                   "bf16_supported": True, "bf16_native": False, "precision": "fp16"}
 
 
 def test_setup_puts_this_interpreter_first_on_path(monkeypatch):

@@ -177,6 +177,29 @@ def test_files_source_needs_both_files(tmp_path):
         load_news("auto", train_files=a)  # auto with a file given means files, not a fallback
 
 
+@pytest.mark.parametrize("source", ["synthetic", "hub", "kaggle"])
+def test_files_given_to_a_source_that_reads_none_are_refused(tmp_path, source):
+    """`--preset smoke --train-file X` used to train on synthetic news and say nothing about X."""
+    a = original_csv(tmp_path)
+    with pytest.raises(DataError, match=rf"--data {source} reads no files, but {a} and {a} given: .*--data files"):
+        load_news(source, train_files=[a], test_file=a, kaggle_root=tmp_path)
+    with pytest.raises(DataError, match="/nonexistent.csv given"):
+        load_news(source, train_files="/nonexistent.csv", kaggle_root=tmp_path)
+    with pytest.raises(DataError, match="reads no files, but .*test.csv given"):
+        load_news(source, test_file=tmp_path / "test.csv", kaggle_root=tmp_path)
+
+
+@pytest.mark.parametrize("source", ["auto", "files"])
+def test_files_given_are_used_and_a_missing_one_is_named_before_any_is_read(tmp_path, source):
+    a = original_csv(tmp_path)
+    data = load_news(source, train_files=[a], test_file=a, kaggle_root=tmp_path, log=lambda m: None)
+    assert data.source.startswith("files:") and len(data.train) == 4
+    missing = tmp_path / "nonexistent.csv"
+    for train, test in (([a, missing], a), ([a], missing), ([missing], a)):
+        with pytest.raises(DataError, match=rf"{missing} does not exist"):
+            load_news(source, train_files=train, test_file=test, kaggle_root=tmp_path)
+
+
 @pytest.mark.parametrize("layout", ["ag-news-classification-dataset",
                                     "datasets/amananandrai/ag-news-classification-dataset"])
 def test_kaggle_discovery_at_both_layouts(tmp_path, layout):

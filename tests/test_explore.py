@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import matplotlib
 import numpy as np
 import pytest
@@ -57,11 +55,13 @@ def test_gpu_table_is_empty_with_its_columns_when_no_gpu_is_visible():
     assert table.empty and list(table.columns) == explore.GPU_COLUMNS
 
 
-def test_gpu_table_separates_emulated_bf16_from_the_hardware(monkeypatch):
-    # A T4 as torch describes it: bf16 "supported" by emulation only, and the library picks fp16.
-    monkeypatch.setattr(torch.cuda, "device", lambda index: contextlib.nullcontext())
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
-    t4 = {"index": 0, "name": "Tesla T4", "capability": "7.5", "memory_gib": 14.7, "precision": "fp16"}
+def test_gpu_table_separates_emulated_bf16_from_the_hardware_without_asking_cuda(monkeypatch):
+    # A T4 as the child-process probe describes it: bf16 "supported" by emulation only, and the library picks
+    # fp16. The table only reads that answer: a CUDA call here would open a context in the notebook's kernel.
+    for name in ("device", "is_bf16_supported", "get_device_properties", "current_device", "init"):
+        monkeypatch.setattr(torch.cuda, name, lambda *a, **k: pytest.fail("gpu_table called torch.cuda"))
+    t4 = {"index": 0, "name": "Tesla T4", "capability": "7.5", "memory_gib": 14.7, "precision": "fp16",
+          "bf16_supported": True, "bf16_native": False}
     row = explore.gpu_table({"gpus": [t4]}).loc[0]
     assert row["torch.cuda.is_bf16_supported()"] and not row["bf16 in hardware (capability >= 8.0)"]
     assert row["training precision (library)"] == "fp16" and row["compute capability"] == "7.5"

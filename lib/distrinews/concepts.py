@@ -144,16 +144,35 @@ def sharding_explorer(n_examples: int = 10, world_size: int = 3, batch_size: int
                          widgets.HBox([controls["world_size"], controls["epoch"], controls["n_examples"]]), output])
 
 
+# transformers 5.0.0 to 5.5.4 save DistilBERT's embedding LayerNorm under its TF-era names (`LayerNorm.gamma`,
+# `LayerNorm.beta`); the model in memory and other versions say `weight` and `bias`. Files read here get the
+# latter, so two runs (or a run and its starting weights) compare whichever version wrote them.
+LEGACY_SUFFIXES = {".gamma": ".weight", ".beta": ".bias"}
+
+
+def canonical_names(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The same tensors with legacy LayerNorm names (`.gamma`, `.beta`) renamed to `.weight` and `.bias`."""
+    renamed = {}
+    for name, tensor in tensors.items():
+        for old, new in LEGACY_SUFFIXES.items():
+            if name.endswith(old):
+                name = name[: -len(old)] + new
+        if name in renamed:
+            raise ValueError(f"{name} appears under both its legacy and its current name")
+        renamed[name] = tensor
+    return renamed
+
+
 def load_weights(source) -> dict[str, torch.Tensor]:
     """A model's tensors from a run folder, a checkpoint folder, a .safetensors file or a state dict."""
     if isinstance(source, dict):
-        return {name: tensor.detach().float().cpu() for name, tensor in source.items()}
+        return canonical_names({name: tensor.detach().float().cpu() for name, tensor in source.items()})
     from safetensors.torch import load_file
 
     path = Path(source)
     for candidate in (path, path / "model.safetensors", path / ckpt.CHECKPOINT / "model.safetensors"):
         if candidate.is_file():
-            return {name: tensor.float() for name, tensor in load_file(candidate).items()}
+            return canonical_names({name: tensor.float() for name, tensor in load_file(candidate).items()})
     raise FileNotFoundError(f"no model.safetensors in {path} or {path / ckpt.CHECKPOINT}: pass a run folder "
                             f"(--output-dir of a finished training run) or its checkpoint/ folder")
 

@@ -4,13 +4,20 @@
 outline and the tests all read it. A notebook starts with
 
     from distrinews import course
-    course.setup()                         # `!torchrun` runs this kernel's Python; plots sized for the page
+    course.setup()                         # `!torchrun` runs this kernel's Python; a failed `!` fails the cell
     PRESET = course.resolve_preset(PRESET)  # after the `parameters` cell: hardware decides, smoke banner on CPU
+
+and a cell whose command is meant to fail says so:
+
+    with course.expect_failure():
+        !torchrun ... --fail-at-step 25
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,7 +112,7 @@ def notebook(number_or_slug: str) -> Notebook:
 
 
 def setup() -> None:
-    """Make shell commands (`!torchrun`, `!distrinews`) run this kernel's Python, as they do on Kaggle.
+    """Make shell commands (`!torchrun`, `!distrinews`) run this kernel's Python, and fail the cell when they fail.
 
     A kernel started from a virtual environment that was never activated would otherwise find another
     torchrun on PATH (or none), and the script it launches could not import this library.
@@ -115,6 +122,77 @@ def setup() -> None:
     path = os.environ.get("PATH", "").split(os.pathsep)
     if path[0] != bin_dir:
         os.environ["PATH"] = os.pathsep.join([bin_dir, *path])
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        check_shell_commands(shell)
+
+
+class ShellCommandError(subprocess.CalledProcessError):
+    """A `!command` in a notebook cell exited with a non-zero status."""
+
+    def __str__(self) -> str:
+        return (f"!{self.cmd} exited with status {self.returncode}; the cell stops here (see the command's output "
+                f"above). A cell that means to show a failure runs it inside `with course.expect_failure():`")
+
+
+_expected_failures: list[list[int]] = []  # one list of exit statuses per open expect_failure() block
+
+
+def check_shell_commands(shell) -> None:
+    """Make IPython's `!command` raise ShellCommandError when the command exits non-zero.
+
+    IPython only stores a `!` command's exit status in `_exit_code`: a crashed `!torchrun` would print its
+    traceback and the notebook (and its test) would go on as if it had worked. IPython 8.20+ has
+    `system_raise_on_error`; Kaggle's IPython 7.34 does not, hence this replacement of `shell.system`.
+    """
+    if getattr(shell.system, "checks_exit_status", False):
+        return  # setup() ran before in this kernel
+    if sys.platform == "win32":  # IPython's Windows path (UNC folders) is its own: keep it, check afterwards
+        original = shell.system
+
+        def system(cmd):
+            original(cmd)
+            _raise_unless_expected(cmd, shell.user_ns.get("_exit_code", 0))
+    else:
+        from IPython.utils.process import system as run_command
+
+        def system(cmd):  # IPython's system_piped, plus the check
+            if cmd.rstrip().endswith("&"):
+                raise OSError("Background processes not supported.")
+            expanded = shell.var_expand(cmd, depth=1)  # {NAME} from the caller's frame, as IPython expands it
+            status = run_command(expanded)
+            shell.user_ns["_exit_code"] = status
+            _raise_unless_expected(expanded, status)
+
+    system.checks_exit_status = True
+    shell.system = system
+
+
+def _raise_unless_expected(cmd: str, status: int) -> None:
+    if _expected_failures:
+        _expected_failures[-1].append(status)
+    elif status != 0:
+        raise ShellCommandError(status, cmd)
+
+
+@contextlib.contextmanager
+def expect_failure():
+    """A block whose `!` command is meant to fail: its non-zero status is kept in `_exit_code`, not raised.
+
+    Raises AssertionError when every command in the block succeeded, so the failure a cell shows is real.
+    """
+    statuses: list[int] = []
+    _expected_failures.append(statuses)
+    try:
+        yield statuses
+    finally:
+        _expected_failures.pop()
+    if not any(statuses):
+        raise AssertionError(f"expected a command to fail, and every one succeeded (exit statuses {statuses})")
 
 
 def choose_preset(gpu_count: int | None = None) -> str:
@@ -183,10 +261,13 @@ INTERNET_SETTING = "Settings -> Internet -> on (verify your phone number once in
 
 
 def describe_hardware() -> dict:
-    """GPUs (name, compute capability, memory), the precision training will pick, NCCL and peer access.
+    """GPUs (name, compute capability, memory, bf16), the precision training will pick, NCCL and peer access.
 
-    With GPUs present the questions are asked in a child process: reading a GPU's properties initialises CUDA,
-    and a kernel holding a CUDA context keeps memory on GPU 0 while torchrun trains beside it.
+    With GPUs present the questions are asked in a child process: answering them initialises CUDA, and
+    `is_bf16_supported()` even allocates a tensor on every GPU it asks about. In the kernel that would hold a
+    CUDA context (its memory) on each GPU for the rest of the session, memory the `!torchrun` workers
+    then lack. It would not break them: they are new processes. Only a launcher that forks the kernel (an
+    in-kernel `multiprocessing` with the fork start method, `notebook_launcher`) breaks on a kernel with CUDA.
     """
     import torch
 
@@ -210,8 +291,12 @@ def probe_hardware() -> dict:
     gpus = []
     for i in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(i)
+        with torch.cuda.device(i):  # is_bf16_supported asks about the current device
+            bf16_supported = torch.cuda.is_bf16_supported()  # counts emulation: True on a T4
+            bf16_native = torch.cuda.is_bf16_supported(including_emulation=False)
         gpus.append({"index": i, "name": props.name, "capability": f"{props.major}.{props.minor}",
                      "memory_gib": round(props.total_memory / 2**30, 1),
+                     "bf16_supported": bf16_supported, "bf16_native": bf16_native,
                      "precision": resolve_precision("auto", torch.device("cuda", i))})
     peer = None
     if len(gpus) >= 2:  # P2P lets NCCL copy GPU to GPU directly instead of through host memory

@@ -197,8 +197,10 @@ def load_news(source: str = "auto", *, train_files=(), test_file=None, kaggle_ro
     auto: "files" if train_files or test_file is given (then both are required); else "kaggle" if
     a folder with train.csv and test.csv is under kaggle_root; else "hub" unless HF_HUB_OFFLINE or
     HF_DATASETS_OFFLINE is set or the download fails; else "synthetic", with a loud log line.
-    A source asked for by name never falls back. Caps take seeded random subsets; val_fraction
-    carves validation out of train after capping. Bad-row errors name the file's 1-based line.
+    A source asked for by name never falls back. Files given are read, or the call fails: another named
+    source with files is refused, and a missing file is an error that names it. Caps take seeded random
+    subsets; val_fraction carves validation out of train after capping. Bad-row errors name the file's
+    1-based line.
     """
     _check_choice("source", source, SOURCES)
     _check_choice("bad_rows", bad_rows, BAD_ROW_POLICIES)
@@ -207,6 +209,10 @@ def load_news(source: str = "auto", *, train_files=(), test_file=None, kaggle_ro
     _check_fraction(val_fraction)
     # A single path is one file, not a sequence of characters; None means no files.
     train_files = [train_files] if isinstance(train_files, (str, os.PathLike)) else list(train_files or ())
+    given = [*train_files, *([test_file] if test_file else [])]
+    if given and source not in ("auto", "files"):  # a file the run would silently ignore
+        raise DataError(f"--data {source} reads no files, but {' and '.join(map(str, given))} given: drop "
+                        f"--train-file/--test-file, or pass --data files to train on them.")
 
     if source == "files" or (source == "auto" and (train_files or test_file)):
         train, test, where = _load_files(train_files, test_file, bad_rows, log)
@@ -243,8 +249,10 @@ def _load_files(train_files: list, test_file, bad_rows: str, log):
     """Concatenate the train files in order and read the test file."""
     if not train_files:
         raise DataError("no training file given; pass --train-file PATH (one or more CSVs).")
-    if test_file is None:
+    if not test_file:
         raise DataError("no test file given; pass --test-file PATH (e.g. AG News test.csv).")
+    for path in [*train_files, test_file]:  # all of them before reading any: a typo fails in a second
+        _check_file(Path(path))
     texts, labels = [], []
     for path in train_files:
         more_texts, more_labels = _read_logged(Path(path), bad_rows, log)

@@ -2,12 +2,14 @@
 
     course_outline()                                   # the notebooks in order (from course.NOTEBOOKS)
     gpu_table(course.describe_hardware())              # capability, bf16 native or emulated, chosen precision
+                                                       # (asked in a child process: no CUDA in the kernel)
     class_balance(data)                                # examples per topic and split
     lengths = token_lengths(tokenizer, data.train.texts)
     plot_token_lengths(lengths, max_length=128)
     padding_waste(tokenize_split(...), batch_size=32, max_length=128, pad_id=0)
     example_browser(news_frame(data.train))           # ipywidgets: pick a topic, step through its examples
     parameter_table(model); step_compute(model, batch) # parameters per component, ~6 x N x tokens FLOPs
+    embedding_gradient(model, batch)                   # the embedding's dense gradient: its share of DDP's bytes
 
 Nothing here trains or launches processes; heavy imports (pandas, matplotlib, ipywidgets) stay inside the
 functions, so importing the module is cheap.
@@ -51,16 +53,15 @@ GPU_COLUMNS = ["name", "compute capability", "memory (GiB)", "bf16 in hardware (
 def gpu_table(hardware: dict):
     """One row per visible GPU: why the library trains a T4 in fp16 although torch says bf16 is supported.
 
-    `torch.cuda.is_bf16_supported()` counts emulation as support; `including_emulation=False` asks the
-    hardware question. Empty (with the same columns) when no GPU is visible.
+    Reads the answers `course.describe_hardware()` collected in a child process; it asks torch nothing itself.
+    `torch.cuda.is_bf16_supported()` counts emulation as support (and, to find out, allocates a tensor on the
+    GPU, which opens a CUDA context there); `including_emulation=False` asks the hardware question. Empty (with
+    the same columns) when no GPU is visible.
     """
     import pandas as pd
 
-    rows = []
-    for gpu in hardware["gpus"]:
-        with torch.cuda.device(gpu["index"]):  # is_bf16_supported asks about the current device
-            says, native = torch.cuda.is_bf16_supported(), torch.cuda.is_bf16_supported(including_emulation=False)
-        rows.append([gpu["name"], gpu["capability"], gpu["memory_gib"], native, says, gpu["precision"]])
+    rows = [[gpu["name"], gpu["capability"], gpu["memory_gib"], gpu["bf16_native"], gpu["bf16_supported"],
+             gpu["precision"]] for gpu in hardware["gpus"]]
     index = pd.Index([gpu["index"] for gpu in hardware["gpus"]], name="GPU")
     return pd.DataFrame(rows, columns=GPU_COLUMNS, index=index)
 
@@ -305,6 +306,43 @@ def step_compute(model: torch.nn.Module, batch: dict):
                           "FLOPs (6 x parameters x tokens)": {k: training_flops(dense, v) for k, v in rows.items()}})
     table["GFLOPs"] = (table["FLOPs (6 x parameters x tokens)"] / 1e9).round(3)
     return table
+
+
+def distilbert_base_skeleton() -> torch.nn.Module:
+    """DistilBERT-base's architecture with a 4-topic head, on the meta device: shapes only, no weights, no download.
+
+    DistilBertConfig's defaults are distilbert-base-uncased's (30,522-token vocabulary, 6 layers of width 768).
+    """
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    with torch.device("meta"):
+        return DistilBertForSequenceClassification(DistilBertConfig(num_labels=4))
+
+
+def embedding_gradient(model: torch.nn.Module, batch: dict | None = None) -> dict:
+    """What DDP all-reduces for the word-embedding table each step: its whole gradient, dense.
+
+    `nn.Embedding(sparse=False)` (DistilBERT's) returns a dense gradient the size of the table, zero in the rows no
+    token of the batch used; DDP all-reduces it byte for byte with every other gradient. Given a batch (with
+    labels), one backward pass shows it: the gradient's layout and how few of its rows are non-zero.
+    """
+    table = model.get_input_embeddings()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    gradient_bytes = sum(p.numel() * p.element_size() for p in trainable)
+    report = {"embedding table (rows x width)": f"{table.weight.shape[0]:,} x {table.weight.shape[1]:,}",
+              "sparse gradient (nn.Embedding sparse=)": bool(table.sparse),
+              "embedding parameters": table.weight.numel(),
+              "trainable parameters": sum(p.numel() for p in trainable),
+              "share of the gradient bytes all-reduced per step": table.weight.numel() * table.weight.element_size()
+              / gradient_bytes}
+    if batch is not None:
+        model.zero_grad(set_to_none=True)
+        model(**batch).loss.backward()
+        grad = table.weight.grad
+        report["gradient layout after backward"] = str(grad.layout).removeprefix("torch.")
+        report["gradient rows that are non-zero"] = int((grad != 0).any(dim=1).sum())
+        model.zero_grad(set_to_none=True)
+    return report
 
 
 def seconds_at(flops: float, peak_flops_per_s: float, utilization: float) -> float:
