@@ -15,7 +15,7 @@ BIN := $(VENV)/bin
 # Kaggle input, then the Hugging Face hub, then synthetic data, and prints which it used.
 DEMO_DATA ?= $(if $(wildcard $(REALDATA)/test.csv),--train-file $(REALDATA)/train_subset_2000.csv $(REALDATA)/valid_subset_2000.csv --test-file $(REALDATA)/test.csv)
 
-.PHONY: demo test site clean
+.PHONY: demo test site kaggle-check clean
 
 # DDP on 2 CPU processes (gloo); a per-device batch of 16 keeps the recipe's global batch of 32.
 demo: $(VENV)/.installed
@@ -32,6 +32,11 @@ test: $(VENV)/.installed
 # site/NN_slug.html, listed in site/index.html.
 site: $(VENV)/.installed
 	$(BIN)/distrinews site --out site
+
+# The course on Kaggle's versions (.ci/kaggle-versions.txt): its own venv (.venv-kaggle), the wheel installed
+# with --no-deps as on Kaggle, then DDP training, the CLI, the Space and the notebooks on those versions (~10 min).
+kaggle-check:
+	.ci/kaggle-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
