@@ -7,9 +7,21 @@ One server answers both people and programs:
 
 The model comes from env DISTRINEWS_MODEL (a hub id or a local checkpoint directory), else a `model/` folder
 beside this file. Run locally:  DISTRINEWS_MODEL=runs/cpu-demo/checkpoint python space/app.py
+
+One file for every machine. On a CPU the model runs with int8 weights; where torch sees a CUDA GPU (a GPU Space,
+`distrinews serve` on a GPU machine) it runs there with float32 weights, int8 having no CUDA kernels. ZeroGPU
+follows https://huggingface.co/docs/hub/spaces-zerogpu: the model is placed on CUDA here, at import, and the
+GPU is borrowed only while `run_model`, the @spaces.GPU function, runs.
 """
 
 from __future__ import annotations
+
+# ZeroGPU: `spaces` must be imported before anything initialises CUDA. On a Space without ZeroGPU its decorator
+# does nothing; off Spaces it is not installed and `gpu` below does nothing either.
+try:
+    import spaces
+except ImportError:
+    spaces = None
 
 import os
 import threading
@@ -18,8 +30,7 @@ import unicodedata
 from pathlib import Path
 
 import gradio as gr
-import torch
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -36,15 +47,10 @@ EXAMPLES = [
     "New chip promises faster machine learning on smartphones",  # Sci/Tech
 ]
 
-try:  # ZeroGPU Spaces lend a GPU only inside functions decorated with spaces.GPU; elsewhere a no-op
-    import spaces
+GPU_SECONDS = 20  # ZeroGPU's limit per call: 64 headlines take milliseconds, and shorter limits queue sooner
 
-    gpu = spaces.GPU
-except ImportError:
-    def gpu(f):
-        return f
-
-ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
+ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")  # as `spaces` itself reads it
+gpu = spaces.GPU(duration=GPU_SECONDS) if spaces is not None else (lambda function: function)
 
 
 class InputError(ValueError):
@@ -62,21 +68,20 @@ def find_model() -> str:
                        "(e.g. DISTRINEWS_MODEL=runs/cpu-demo/checkpoint), or put one in a model/ folder beside app.py")
 
 
-class OnDevice(torch.nn.Module):
-    """Move the tokenizer's CPU tensors to the model's device (the classifier builds its inputs on CPU)."""
-
-    def __init__(self, model: torch.nn.Module, device: str):
-        super().__init__()
-        self.inner, self.device = model.to(device), device
-
-    def forward(self, **inputs):
-        return self.inner(**{name: tensor.to(self.device) for name, tensor in inputs.items()})
-
-
 MODEL_SOURCE = find_model()
-# int8 kernels are CPU-only: on ZeroGPU keep float weights so the model can move to CUDA inside `gpu` calls
-CLASSIFIER = NewsClassifier.load(MODEL_SOURCE, optimize="none" if ZERO_GPU else "auto")
+# device="auto": CUDA where torch sees a GPU, float32 there; else the CPU, int8. On ZeroGPU torch sees one at
+# import too (`spaces` emulates CUDA outside @spaces.GPU calls), so the model is placed on CUDA here, at module
+# level, as the ZeroGPU docs ask ("Model loading"): moving it inside the decorated call would be slower, and
+# would not last, since each call runs in a worker process whose changes never come back to this one.
+CLASSIFIER = NewsClassifier.load(MODEL_SOURCE)
 MODEL_LOCK = threading.Lock()  # one forward at a time: callers come from the Gradio queue and the API threadpool
+# The JSON API is no Gradio event: ZeroGPU bills each @spaces.GPU call to the visitor through the Gradio request
+# (its x-ip-token header, https://huggingface.co/docs/hub/spaces-api-endpoints), and a call from a plain route
+# has none, so it would spend the Space's small anonymous quota. On ZeroGPU the API answers on the CPU, in int8.
+CPU_CLASSIFIER = NewsClassifier.load(MODEL_SOURCE, device="cpu") if ZERO_GPU else CLASSIFIER
+# Its own lock on ZeroGPU: GPU workers are forked from this process, and a lock an API thread holds at that moment
+# would stay held forever in the worker's copy.
+CPU_LOCK = threading.Lock() if ZERO_GPU else MODEL_LOCK
 
 
 def clean(text) -> tuple[str, bool]:
@@ -93,20 +98,28 @@ def clean(text) -> tuple[str, bool]:
 
 @gpu
 def run_model(texts: list[str]) -> list[Prediction]:
+    """The model's forward for the UI. On ZeroGPU it runs in a worker process holding a GPU: it changes no state,
+    and returns plain data, which is pickled back."""
     with MODEL_LOCK:
-        if torch.cuda.is_available() and not isinstance(CLASSIFIER.model, OnDevice):
-            CLASSIFIER.model = OnDevice(CLASSIFIER.model, "cuda")  # ZeroGPU: CUDA exists only inside this call
         return CLASSIFIER.predict(texts)
 
 
-def classify(texts: list) -> list[Prediction]:
-    """Label a list of raw texts; InputError says what is wrong with the input."""
+def run_on_cpu(texts: list[str]) -> list[Prediction]:
+    with CPU_LOCK:
+        return CPU_CLASSIFIER.predict(texts)
+
+
+run_api_model = run_on_cpu if ZERO_GPU else run_model  # see CPU_CLASSIFIER
+
+
+def classify(texts: list, run=run_model) -> list[Prediction]:
+    """Label a list of raw texts with `run`; InputError says what is wrong with the input."""
     if not texts:
         raise InputError("no texts: send at least one headline")
     if len(texts) > MAX_TEXTS:
         raise InputError(f"too many texts: {len(texts)} sent, at most {MAX_TEXTS} per call")
     cleaned = [clean(text) for text in texts]
-    predictions = run_model([text for text, _ in cleaned])
+    predictions = run([text for text, _ in cleaned])
     return [Prediction(p.label, p.probabilities, p.truncated or cut) for p, (_, cut) in zip(predictions, cleaned)]
 
 
@@ -145,7 +158,7 @@ def ui_batch(lines: str):
 
 
 def device_name() -> str:
-    return "GPU" if isinstance(CLASSIFIER.model, OnDevice) else "CPU"
+    return "GPU" if CLASSIFIER.device.startswith("cuda") else "CPU"
 
 
 ABOUT = f"""
@@ -187,19 +200,19 @@ demo.queue(default_concurrency_limit=CONCURRENCY)
 
 # ---- the JSON API, and the server that carries both -------------------------------------------------------
 
-app = FastAPI(title="DistriNews", description="AG News headline classifier")
+API = APIRouter()
 
 
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-@app.get("/health")
+@API.get("/health")
 def health() -> dict:
     return {"status": "ok", "model": MODEL_SOURCE}
 
 
-@app.post("/predict")
+@API.post("/predict")
 async def predict_api(request: Request):
     try:
         body = await request.json()
@@ -213,16 +226,21 @@ async def predict_api(request: Request):
     if len(texts) > MAX_TEXTS:
         return error(413, f"too many texts: {len(texts)} sent, at most {MAX_TEXTS} per call")
     try:
-        predictions = await run_in_threadpool(classify, texts)  # the event loop stays free for other requests
+        predictions = await run_in_threadpool(classify, texts, run_api_model)  # the event loop stays free
     except InputError as err:
         return error(422, str(err))
     return {"predictions": [p.to_dict() for p in predictions]}
 
 
-app = gr.mount_gradio_app(app, demo, path="/")  # after the API routes, so /predict and /health win
+def launch(**options) -> None:
+    """Serve the demo and the JSON API on one port; options go to `demo.launch` (server_name, server_port...).
+
+    Gradio's own launch, not uvicorn around a mounted app: on ZeroGPU, `spaces` hooks `launch` to hand the weights
+    placed on CUDA to its GPU scheduler, and a mounted app never calls it. The API routes go first in the server's
+    route list, so /predict and /health are ours, not Gradio's.
+    """
+    demo.launch(app_kwargs={"routes": list(API.routes)}, **options)
+
 
 if __name__ == "__main__":
-    import uvicorn
-
-    uvicorn.run(app, host=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
-                port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    launch()  # host and port from GRADIO_SERVER_NAME and GRADIO_SERVER_PORT, as Spaces set them

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from conftest import run_cli
 
 from distrinews.inference import NewsClassifier, Prediction
@@ -80,6 +81,73 @@ def test_trained_checkpoint_beats_chance(fp32):
 def test_unknown_optimize_is_an_error(checkpoint):
     with pytest.raises(ValueError, match="optimize"):
         NewsClassifier.load(str(checkpoint), optimize="fp8")
+
+
+# ---- the device: where the model runs decides its weights ---------------------------------------------------
+
+def fake_cuda(monkeypatch) -> list[str]:
+    """Make torch see a CUDA GPU on a CPU machine: a tensor sent to "cuda" stays on the CPU, and the move is
+    recorded in the list returned. Models still run (on the CPU), so tests check which weights were chosen and
+    where they were sent; an int8 model sent to CUDA is the defect they catch (no CUDA kernel runs it)."""
+    moves, real_to = [], torch.Tensor.to
+
+    def to(tensor, *args, **kwargs):
+        target = kwargs.get("device", args[0] if args else None)
+        if isinstance(target, (str, torch.device)) and torch.device(target).type == "cuda":
+            moves.append(str(target))
+            if "device" in kwargs:
+                kwargs["device"] = "cpu"
+            else:
+                args = ("cpu", *args[1:])
+        return real_to(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.Tensor, "to", to)
+    return moves
+
+
+def int8_layers(model: torch.nn.Module) -> int:
+    return sum(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.modules())
+
+
+def test_on_a_cpu_machine_auto_means_int8_on_the_cpu(checkpoint, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    clf = NewsClassifier.load(str(checkpoint))
+    assert clf.device == "cpu" and int8_layers(clf.model) > 0
+
+
+def test_on_a_cuda_machine_auto_runs_float_weights_on_the_gpu(checkpoint, fp32, monkeypatch):
+    """Issue #12.1: int8 (CPU-only kernels) used to be picked whatever the device, then moved to CUDA."""
+    moves = fake_cuda(monkeypatch)
+    clf = NewsClassifier.load(str(checkpoint))  # optimize="auto", device="auto"
+    assert int8_layers(clf.model) == 0, "int8 weights chosen for a CUDA machine: no CUDA kernel runs them"
+    assert clf.device == "cuda"
+    assert all(p.dtype == torch.float32 for p in clf.model.parameters())
+    weights_moved = len(moves)
+    assert weights_moved > 0, "the weights were never sent to CUDA"
+    prediction = clf.predict(HEADLINES[0])
+    assert len(moves) > weights_moved, "the inputs were not sent to the model's device"
+    alone = fp32.predict(HEADLINES[0])
+    assert prediction.label == alone.label
+    assert prediction.probabilities == pytest.approx(alone.probabilities, abs=1e-5)
+
+
+def test_int8_always_runs_on_the_cpu(checkpoint, monkeypatch):
+    fake_cuda(monkeypatch)
+    clf = NewsClassifier.load(str(checkpoint), optimize="int8")  # device="auto" picks the CPU for int8
+    assert clf.device == "cpu" and int8_layers(clf.model) > 0
+    assert NewsClassifier.load(str(checkpoint), device="cpu").device == "cpu"  # auto on the CPU: int8
+    with pytest.raises(ValueError, match="only on the CPU"):
+        NewsClassifier.load(str(checkpoint), optimize="int8", device="cuda")
+
+
+def test_cuda_without_a_gpu_and_an_unknown_device_are_errors(checkpoint, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        NewsClassifier.load(str(checkpoint), device="cuda")
+    with pytest.raises(ValueError, match="device must be"):
+        NewsClassifier.load(str(checkpoint), device="tpu")
 
 
 def test_predict_cli_prints_labels_and_json(checkpoint):

@@ -7,6 +7,8 @@ No test reaches the network: pushes go to a fake `kaggle` executable that record
 
 from __future__ import annotations
 
+import ast
+import itertools
 import json
 import os
 import shutil
@@ -20,7 +22,7 @@ import nbformat
 import pytest
 from conftest import ROOT, run_cli
 
-from distrinews import kaggle
+from distrinews import cli, kaggle
 from distrinews.course import LIBRARY_DATASET, NOTEBOOKS, PARAMETERS_CELL, SETUP_CELL, Notebook, notebook
 
 IDS = [nb.name for nb in NOTEBOOKS]
@@ -267,6 +269,38 @@ def test_bad_arguments_exit_2_with_one_clear_line(args, message, tmp_path):
     proc = run_cli("publish", "kaggle", "--dry-run", "--skip-library", *args, "--stage-dir", str(tmp_path),
                    check=False)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_dry_run_without_the_course_extra_says_what_to_install(placeholder_notebooks, tmp_path, monkeypatch,
+                                                                capsys):
+    """Issue #12.13: without nbformat (the `course` extra) the dry run died with ModuleNotFoundError."""
+    monkeypatch.setitem(sys.modules, "nbformat", None)  # as if nbformat were not installed
+    code = cli.main(["publish", "kaggle", "--dry-run", "--only", "05", "--skip-library", "--owner", OWNER,
+                     "--notebooks", str(placeholder_notebooks), "--stage-dir", str(tmp_path / "stage")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert 'needs nbformat, which is not installed here: pip install "distrinews[course]"' in err
+    assert not (tmp_path / "stage").exists()  # it fails before any work
+
+
+def package_imports(module: str) -> set[str]:
+    """The distrinews modules that lib/distrinews/MODULE.py imports, at the top or inside functions."""
+    tree = ast.parse((ROOT / "lib" / "distrinews" / f"{module}.py").read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            found |= {node.module.split(".")[0]} if node.module else {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("distrinews."):
+            found.add(node.module.split(".")[1])
+    return found
+
+
+def test_the_publishing_modules_do_not_import_each_other():
+    """Issue #11: kaggle imported serving and serving imported kaggle; both now share `publishing`."""
+    for a, b in itertools.combinations(("serving", "kaggle", "publishing"), 2):
+        assert not (b in package_imports(a) and a in package_imports(b)), f"{a} and {b} import each other"
+    assert package_imports("publishing") == set()  # the shared part sits below both
+    assert "serving" not in package_imports("kaggle")
 
 
 def test_dry_run_over_the_real_notebooks(tmp_path):

@@ -1,31 +1,40 @@
-"""The Space: the pure predict function, and the staged Space folder served on its own (UI + JSON API)."""
+"""The Space: the pure predict function, the app on CPU, CUDA and ZeroGPU machines (faked on this CPU), the
+staged Space folder served on its own (UI + JSON API), and what `publish space` and `serve` check first."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
+import multiprocessing
 import os
+import shutil
 import sys
+import types
 from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
 import pytest
+import torch
+import yaml
 
 from conftest import ROOT, free_port, run_cli, running_server
+from distrinews import cli, serving
 from distrinews.labels import LABEL_NAMES
+from test_inference import fake_cuda, int8_layers
 
 HEADLINE = "Late goal sends the home side into the cup final"
 
 
-@pytest.fixture(scope="module")
-def space_app(smoke_run):
-    """space/app.py imported under a fresh module name, with the smoke checkpoint as its model."""
+def import_app(checkpoint: Path, name: str):
+    """space/app.py imported under a fresh module name, with `checkpoint` as its model."""
     previous = os.environ.get("DISTRINEWS_MODEL")
-    os.environ["DISTRINEWS_MODEL"] = str(smoke_run / "checkpoint")
+    os.environ["DISTRINEWS_MODEL"] = str(checkpoint)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
-        spec = importlib.util.spec_from_file_location("space_app_under_test", ROOT / "space" / "app.py")
+        spec = importlib.util.spec_from_file_location(name, ROOT / "space" / "app.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:
@@ -34,6 +43,11 @@ def space_app(smoke_run):
         else:
             os.environ["DISTRINEWS_MODEL"] = previous
     return module
+
+
+@pytest.fixture(scope="module")
+def space_app(smoke_run):
+    return import_app(smoke_run / "checkpoint", "space_app_under_test")
 
 
 def test_predict_returns_the_four_class_probabilities(space_app):
@@ -68,6 +82,104 @@ def test_the_smoke_model_gets_the_examples_mostly_right(space_app):
     assert sum(label == truth for label, truth in zip(predicted, LABEL_NAMES)) >= 2, predicted
 
 
+# ---- the same app.py on a CUDA machine and on ZeroGPU -------------------------------------------------------
+
+def test_on_a_cuda_machine_the_app_runs_float_weights_on_the_gpu(smoke_run, monkeypatch):
+    """Issue #12.1: the app loaded int8 weights (CPU-only kernels), then moved them to CUDA on the first call."""
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    moves = fake_cuda(monkeypatch)
+    app = import_app(smoke_run / "checkpoint", "space_app_on_cuda")
+    assert int8_layers(app.CLASSIFIER.model) == 0, "int8 weights chosen for a CUDA machine: no CUDA kernel runs them"
+    assert app.CLASSIFIER.device == "cuda"
+    assert app.CPU_CLASSIFIER is app.CLASSIFIER  # one model serves the page and the JSON API
+    placed = len(moves)
+    assert placed > 0, "the model was not placed on CUDA when the app loaded"
+    probabilities, note = app.ui_predict(HEADLINE)
+    assert set(probabilities) == set(LABEL_NAMES) and " on GPU." in note
+    assert len(moves) > placed and int8_layers(app.CLASSIFIER.model) == 0
+
+
+class FakeZeroGPU:
+    """The `spaces` package as ZeroGPU runs it, on a CPU: each call of a @spaces.GPU function runs in a forked
+    worker process, whose result is pickled back, and whose changes to module state never reach this process."""
+
+    def __init__(self):
+        self.module = types.ModuleType("spaces")
+        self.module.GPU = self.GPU
+        self.decorated: list[tuple[str, object]] = []  # (function name, duration)
+        self.calls = 0
+
+    def GPU(self, task=None, *, duration=None, size=None):  # noqa: N802 - the name `spaces` exports
+        if task is None:
+            return functools.partial(self.GPU, duration=duration, size=size)
+        self.decorated.append((task.__name__, duration))
+
+        @functools.wraps(task)
+        def in_worker(*args, **kwargs):
+            self.calls += 1
+            context = multiprocessing.get_context("fork")
+            receive, send = context.Pipe(duplex=False)
+
+            def work():
+                torch.set_num_threads(1)  # on this CPU stand-in, a forked child hangs in the parent's OpenMP pool
+                try:
+                    send.send(("ok", task(*args, **kwargs)))
+                except BaseException as err:  # noqa: BLE001 - every failure goes back to the caller
+                    send.send(("error", repr(err)))
+
+            worker = context.Process(target=work, daemon=True)
+            worker.start()
+            assert receive.poll(120), "the GPU worker never answered"
+            status, value = receive.recv()
+            worker.join(30)
+            assert status == "ok", value
+            return value
+
+        return in_worker
+
+
+@pytest.fixture
+def zero_gpu_app(smoke_run, monkeypatch):
+    """app.py imported as on a ZeroGPU Space: `spaces` present, SPACES_ZERO_GPU set, CUDA emulated at import."""
+    fake = FakeZeroGPU()
+    monkeypatch.setitem(sys.modules, "spaces", fake.module)
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    moves = fake_cuda(monkeypatch)
+    app = import_app(smoke_run / "checkpoint", "space_app_on_zerogpu")
+    return app, fake, moves
+
+
+def test_on_zerogpu_the_model_is_placed_at_import_and_each_call_borrows_the_gpu(zero_gpu_app):
+    """Issue #12.11: the docs place the model on CUDA at module level; a move made inside the decorated call
+    happened in the worker and was lost, so the page said CPU for a GPU call."""
+    app, fake, moves = zero_gpu_app
+    assert moves, "the model was not placed on CUDA at import, outside the @spaces.GPU function"
+    assert app.CLASSIFIER.device == "cuda" and int8_layers(app.CLASSIFIER.model) == 0
+    assert [name for name, _ in fake.decorated] == ["run_model"]
+    assert all(duration for _, duration in fake.decorated)  # a short limit queues sooner than the 60 s default
+    model = app.CLASSIFIER.model
+    probabilities, note = app.ui_predict(HEADLINE)
+    assert fake.calls == 1 and set(probabilities) == set(LABEL_NAMES)
+    assert " on GPU." in note
+    rows, _ = app.ui_batch("\n".join(app.EXAMPLES))
+    assert fake.calls == 2 and [row[1] in LABEL_NAMES for row in rows] == [True] * 4
+    assert app.CLASSIFIER.model is model  # nothing to carry over between calls
+
+
+def test_on_zerogpu_the_json_api_answers_on_the_cpu_without_a_gpu_call(zero_gpu_app):
+    """A plain FastAPI route is no Gradio event: it has no visitor token for ZeroGPU to bill a GPU call to."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    app, fake, _ = zero_gpu_app
+    assert app.CPU_CLASSIFIER.device == "cpu" and int8_layers(app.CPU_CLASSIFIER.model) > 0
+    with TestClient(FastAPI(routes=app.API.routes)) as client:
+        answer = client.post("/predict", json={"texts": [HEADLINE, "Shares slide as the bank raises rates"]})
+    assert answer.status_code == 200, answer.text
+    assert [p["label"] in LABEL_NAMES for p in answer.json()["predictions"]] == [True, True]
+    assert fake.calls == 0
+
+
 @pytest.fixture(scope="module")
 def staged_space(smoke_run, tmp_path_factory) -> Path:
     stage = tmp_path_factory.mktemp("stage")
@@ -81,7 +193,7 @@ def staged_space(smoke_run, tmp_path_factory) -> Path:
 def test_publish_dry_run_stages_a_space_and_a_model_card(staged_space, smoke_run):
     space, model = staged_space / "space", staged_space / "model"
     readme = (space / "README.md").read_text()
-    for key in ("title:", "sdk: gradio", "sdk_version:", "app_file: app.py", 'python_version: "3.11"',
+    for key in ("title:", "sdk: gradio", "sdk_version:", "app_file: app.py", "python_version:",
                 "short_description:", "  - course/distrinews", "  - fancyzhx/ag_news", "license:"):
         assert key in readme
     assert (space / "distrinews" / "inference.py").exists() and (space / "requirements.txt").exists()
@@ -90,6 +202,70 @@ def test_publish_dry_run_stages_a_space_and_a_model_card(staged_space, smoke_run
     accuracy = run_json(smoke_run / "eval.json")["accuracy"]
     assert f"{accuracy:.4f}" in card  # the measured metric, not a made-up one
     assert not (model / "training_state.pt").exists() and (model / "model.safetensors").exists()
+
+
+def front_matter(readme: Path) -> dict:
+    return yaml.safe_load(readme.read_text().split("---")[1])
+
+
+def test_the_staged_space_runs_on_zerogpu_and_names_a_tested_gradio(staged_space):
+    """Issue #12.11: python 3.11 and an unpinned torch>=2.3 are not what ZeroGPU runs."""
+    meta = front_matter(staged_space / "space" / "README.md")
+    # https://huggingface.co/docs/hub/spaces-zerogpu, "Supported Versions"
+    assert meta["python_version"] in ("3.10.13", "3.12.12")
+    requirements = (staged_space / "space" / "requirements.txt").read_text().splitlines()
+    pins = [line.removeprefix("torch==") for line in requirements if line.startswith("torch")]
+    assert len(pins) == 1 and pins[0] in ("2.8.0", "2.9.1", "2.10.0", "2.11.0"), pins
+    assert meta["sdk_version"] == version("gradio")  # the gradio this environment tested the app with
+
+
+@pytest.mark.parametrize("file, change, message", [
+    ("README.md", ('python_version: "3.12.12"', 'python_version: "3.11"'), "python_version 3.11 is not one ZeroGPU"),
+    ("requirements.txt", ("torch==2.11.0", "torch>=2.3"), "must pin torch"),
+    ("requirements.txt", ("torch==2.11.0", "torch==2.3.1"), "must pin torch"),
+])
+def test_validation_refuses_versions_zerogpu_does_not_run(staged_space, smoke_run, tmp_path, file, change, message):
+    folder = tmp_path / "space"
+    shutil.copytree(staged_space / "space", folder)
+    text = (folder / file).read_text()
+    assert change[0] in text
+    (folder / file).write_text(text.replace(*change))
+    with pytest.raises(serving.PublishError, match=message):
+        serving.validate_space(folder, smoke_run / "checkpoint")
+
+
+@pytest.mark.parametrize("installed, tested", [("5.50.0", True), ("6.31.0", True), ("6.0.1", True),
+                                               ("5.49.1", False), ("4.44.1", False), ("7.0.0", False)])
+def test_sdk_version_is_a_gradio_the_app_is_tested_with(monkeypatch, installed, tested):
+    monkeypatch.setattr(serving, "version", lambda name: installed)
+    if tested:
+        assert serving.tested_gradio_version() == installed
+    else:
+        with pytest.raises(serving.PublishError, match="tested with gradio 5.50"):
+            serving.tested_gradio_version()
+
+
+@pytest.mark.parametrize("command", [["serve"], ["publish", "space", "--space-id", "a/b", "--model-id", "a/c",
+                                                 "--dry-run"]])
+def test_a_command_without_the_space_extra_says_what_to_install(command, smoke_run, tmp_path, monkeypatch,
+                                                                 capsys):
+    """Issue #12.13: a missing optional package was a ModuleNotFoundError traceback."""
+    monkeypatch.setitem(sys.modules, "gradio", None)  # as if gradio were not installed
+    code = cli.main([*command, "--checkpoint", str(smoke_run / "checkpoint")] +
+                    (["--stage-dir", str(tmp_path)] if "publish" in command else []))
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert 'needs gradio, which is not installed here: pip install "distrinews[space]"' in err
+
+
+def test_a_push_without_huggingface_hub_says_what_to_install(smoke_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    code = cli.main(["publish", "space", "--space-id", "a/b", "--model-id", "a/c", "--checkpoint",
+                     str(smoke_run / "checkpoint"), "--stage-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "pip install huggingface_hub" in err and err.count("\n") == 1, err
+    assert not any(tmp_path.iterdir())  # it fails before any work
 
 
 def test_publish_without_a_token_exits_2_with_a_clear_message(smoke_run, tmp_path):
@@ -120,6 +296,21 @@ def server(staged_space, smoke_run, tmp_path_factory):
 
 def post(url: str, body) -> httpx.Response:
     return httpx.post(f"{url}/predict", json=body, timeout=60)
+
+
+def test_serve_answers_the_page_and_the_json_api_on_one_port(smoke_run, tmp_path):
+    """`distrinews serve` starts the app through Gradio's launch (ZeroGPU hooks it), API routes included."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "lib"), "GRADIO_ANALYTICS_ENABLED": "False"}
+    command = [sys.executable, "-m", "distrinews", "serve", "--checkpoint", str(smoke_run / "checkpoint"),
+               "--host", "127.0.0.1", "--port", str(port)]
+    with running_server(command, url, tmp_path / "serve.log", env=env):
+        page = httpx.get(url, timeout=30)
+        answer = post(url, {"text": HEADLINE})
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    assert answer.status_code == 200 and answer.json()["predictions"][0]["label"] in LABEL_NAMES
+    assert f"DistriNews demo: {url} (Ctrl+C to stop)" in (tmp_path / "serve.log").read_text()
 
 
 def test_health_names_the_model(server, smoke_run):

@@ -1,11 +1,14 @@
-"""Prediction: a classifier from a checkpoint directory or a hub id, fast on CPU.
+"""Prediction: a classifier from a checkpoint directory or a hub id, on the device it will run on.
 
     clf = NewsClassifier.load("runs/cpu-demo/checkpoint")
     clf.predict("Stocks rally as oil prices fall")   # {"label": "Business", "probabilities": {...}, ...}
 
-On CPU the default `optimize="auto"` applies dynamic int8 quantization to the Linear layers (weights stored
-in int8, activations quantized on the fly): the encoder's matrix multiplies dominate CPU time, and int8
-runs them several times faster at a small accuracy cost that `distrinews bench accuracy` measures.
+`device="auto"` runs the model on CUDA when torch sees a GPU, else on the CPU. Where it runs on the CPU, the
+default `optimize="auto"` applies dynamic int8 quantization to the Linear layers (weights stored in int8,
+activations quantized on the fly): the encoder's matrix multiplies dominate CPU time, and int8 runs them several
+times faster at a small accuracy cost that `distrinews bench accuracy` measures. On CUDA the weights stay
+float32: the int8 kernels (`quantized::linear_dynamic`) exist only for CPUs, so an int8 model on a GPU fails on
+its first forward.
 
 Measured on the 2-core course machine, idle (`distrinews bench infer`, DistilBERT-base architecture, random
 weights, 52-token headline, p50 of single-text latency): with torch's default 2 threads, transformers
@@ -27,6 +30,9 @@ import torch
 from .labels import LABEL_NAMES
 from .modeling import build_model, build_tokenizer
 
+DEVICES = ("auto", "cpu", "cuda")
+OPTIMIZE = ("auto", "int8", "none")
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -41,28 +47,34 @@ class Prediction:
 class NewsClassifier:
     """A loaded model and tokenizer that turn headlines into AG News labels and probabilities."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer, max_length: int = 128, batch_size: int = 32):
+    def __init__(self, model: torch.nn.Module, tokenizer, max_length: int = 128, batch_size: int = 32,
+                 device: str | None = None):
         self.model, self.tokenizer = model.eval(), tokenizer
         self.max_length, self.batch_size = max_length, batch_size
+        # Where the weights are, so the inputs go there too; None: ask the model (an int8 model is on the CPU).
+        self.device = device or str(next(model.parameters(), torch.empty(0)).device)
         self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
 
     @classmethod
-    def load(cls, source: str, optimize: str = "auto", max_length: int = 128, num_threads: int = 0):
-        """Load from a checkpoint directory or hub id.
+    def load(cls, source: str, optimize: str = "auto", device: str = "auto", max_length: int = 128,
+             num_threads: int = 0):
+        """Load from a checkpoint directory or hub id onto the device it will run on.
 
         Args:
-            optimize: "auto" (int8 on CPU), "int8" or "none".
+            optimize: "auto" (int8 where the model runs on the CPU, float32 on CUDA), "int8" (CPU only) or "none".
+            device: "auto" (CUDA when torch sees a GPU, else the CPU; the CPU for optimize="int8"), "cpu" or "cuda".
             num_threads: torch CPU threads (0 = leave torch's default: one per physical core).
         """
+        device = pick_device(device, optimize)
         if num_threads:
             torch.set_num_threads(num_threads)
         tokenizer = build_tokenizer(source)
         model = build_model(source, tokenizer).float().eval()
-        if optimize in ("auto", "int8"):
+        if optimize == "int8" or (optimize == "auto" and device == "cpu"):
             model = quantize_int8(model)
-        elif optimize != "none":
-            raise ValueError(f"optimize must be auto, int8 or none; got {optimize!r}")
-        return cls(model, tokenizer, max_length=max_length)
+        # On ZeroGPU this runs when app.py is imported, where `spaces` emulates CUDA: it replays the move on the
+        # real GPU that each @spaces.GPU call borrows.
+        return cls(model.to(device), tokenizer, max_length=max_length, device=device)
 
     @torch.inference_mode()
     def predict(self, texts: str | list[str]) -> Prediction | list[Prediction]:
@@ -83,8 +95,8 @@ class NewsClassifier:
                                  return_overflowing_tokens=True, return_tensors="pt")
         owner = encoded["overflow_to_sample_mapping"].tolist()
         first = [owner.index(i) for i in range(len(texts))]
-        logits = self.model(input_ids=encoded["input_ids"][first],
-                            attention_mask=encoded["attention_mask"][first]).logits
+        logits = self.model(input_ids=encoded["input_ids"][first].to(self.device),  # the tokenizer builds on CPU
+                            attention_mask=encoded["attention_mask"][first].to(self.device)).logits
         probabilities = logits.float().softmax(-1).tolist()
         return [
             Prediction(label=self.labels[max(range(len(p)), key=p.__getitem__)],
@@ -93,13 +105,29 @@ class NewsClassifier:
         ]
 
 
+def pick_device(device: str, optimize: str) -> str:
+    """Where the model runs: "cpu" or "cuda"; the error names a combination that cannot run."""
+    if optimize not in OPTIMIZE:
+        raise ValueError(f"optimize must be auto, int8 or none; got {optimize!r}")
+    if device not in DEVICES:
+        raise ValueError(f"device must be auto, cpu or cuda; got {device!r}")
+    if device == "auto":
+        return "cuda" if optimize != "int8" and torch.cuda.is_available() else "cpu"
+    if device == "cuda" and optimize == "int8":
+        raise ValueError("optimize='int8' runs only on the CPU (quantized::linear_dynamic has no CUDA kernel): "
+                         "use device='cpu', or optimize='auto' for float32 weights on CUDA")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but torch sees no CUDA GPU: use device='auto' or 'cpu'")
+    return device
+
+
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic int8 quantization of every Linear layer, for CPU inference."""
+    """Dynamic int8 quantization of every Linear layer, on the CPU: the only device with int8 kernels."""
     from torch.ao.quantization import quantize_dynamic
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch announces a future move of this API to torchao
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        return quantize_dynamic(model.cpu(), {torch.nn.Linear}, dtype=torch.qint8)
 
 
-__all__ = ["LABEL_NAMES", "NewsClassifier", "Prediction", "quantize_int8"]
+__all__ = ["DEVICES", "LABEL_NAMES", "NewsClassifier", "Prediction", "pick_device", "quantize_int8"]

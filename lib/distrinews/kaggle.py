@@ -29,7 +29,7 @@ import zipfile
 from pathlib import Path
 
 from .course import LIBRARY_DATASET, NOTEBOOKS, REPOSITORY, SETUP_CELL, Notebook, notebook
-from .serving import PublishError, fresh_dir
+from .publishing import PublishError, fresh_dir, needs
 
 ROOT = Path(__file__).resolve().parents[2]  # a checkout: lib/distrinews/kaggle.py
 PACKAGE_DIR = ROOT / "lib" / "distrinews"
@@ -195,8 +195,7 @@ def kernel_problems(meta: dict, nb: Notebook, owner: str, folder: Path | None = 
 
 def notebook_problems(path: Path) -> list[str]:
     """A notebook Kaggle can run as the course means it: valid, committed clean, the setup cell first."""
-    import nbformat
-
+    nbformat = needs("nbformat", "publish kaggle", extra="course")
     if not path.is_file():
         return [f"{path} not found"]
     try:
@@ -490,6 +489,7 @@ def select(only: list[str] | None) -> list[Notebook]:
 
 
 def publish(args: argparse.Namespace) -> None:
+    needs("nbformat", "publish kaggle", extra="course")  # validates the notebooks: fail before building the wheel
     require_checkout()
     owner, why = resolve_owner(args.owner)
     selected = select(args.only)

@@ -7,7 +7,8 @@
 `publish space` stages two folders, `STAGE/model` (the checkpoint's inference files and a model card) and
 `STAGE/space` (app.py, README.md, requirements.txt and the `distrinews` modules app.py imports, so the folder
 runs on its own), validates them, then pushes both with huggingface_hub unless --dry-run.
-Gradio, uvicorn and huggingface_hub are imported inside the commands: `distrinews train` never pays for them.
+Gradio (the `space` extra) and huggingface_hub are imported inside the commands: `distrinews train` never pays
+for them, and an install without them says which extra to add.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from .checkpoint import require_checkpoint
+from .kaggle import add_publish_command as add_publish_kaggle
+from .publishing import PublishError, fresh_dir, needs  # PublishError: cli.py imports it from here
 
 # The repository's space/ folder in a checkout; inside an installed wheel, the copy setup.py packs with it.
 SPACE_SOURCE = next((d for d in (Path(__file__).resolve().parents[2] / "space", Path(__file__).resolve().parent / "space")
@@ -34,10 +38,16 @@ REQUIRED_FRONT_MATTER = ("title", "emoji", "colorFrom", "colorTo", "sdk", "sdk_v
                          "python_version", "short_description", "models", "datasets", "license")
 HARDWARE = {"cpu": "cpu-basic", "zero-gpu": "zero-a10g"}
 REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
-
-
-class PublishError(ValueError):
-    """A publish that cannot go ahead; the message says what to fix."""
+# What ZeroGPU runs (https://huggingface.co/docs/hub/spaces-zerogpu, "Supported Versions", read 2026-07): the
+# Space's README python_version and requirements.txt torch pin must be among them, whatever the hardware, so the
+# same folder works when the Space is moved to ZeroGPU.
+ZEROGPU_PYTHON = ("3.10.13", "3.12.12")
+ZEROGPU_TORCH = ("2.8.0", "2.9.1", "2.10.0", "2.11.0")
+# The Space's sdk_version is the gradio installed where `publish space` runs, the one validate_space has just
+# imported the staged app with; and every environment that publishes is one a CI environment tests: the
+# project's own (gradio 6.x from PyPI) or the Kaggle-pinned one (the Kaggle image's gradio 5.50). A version
+# fixed in space/README.md would be tested in only one of the two. Outside this range nothing tested it.
+TESTED_GRADIO = ((5, 50), (7, 0))  # from 5.50 (Kaggle) up to, not including, 7.0
 
 
 def add_commands(commands) -> None:
@@ -59,28 +69,23 @@ def add_commands(commands) -> None:
     space.add_argument("--stage-dir", help="where to stage the folders (default: a temporary directory)")
     space.add_argument("--hardware", choices=tuple(HARDWARE), default="cpu", help="Space hardware (default cpu)")
     space.set_defaults(command=command_publish_space)
-
-    from .kaggle import add_publish_command as add_publish_kaggle  # publish kaggle: notebooks and library
-
-    add_publish_kaggle(targets)
+    add_publish_kaggle(targets)  # publish kaggle: the notebooks and the library
 
 
 # ---- serve ------------------------------------------------------------------------------------------------
 
 def command_serve(args) -> int:
+    needs("gradio", "serve", extra="space")
     app_file = SPACE_SOURCE / "app.py"
     if not app_file.exists():
-        print(f"distrinews: error: {app_file} not found; `serve` runs from a clone of the course repository",
-              file=sys.stderr)
-        return 2
+        raise PublishError(f"{app_file} not found; `serve` runs from a clone of the course repository")
     os.environ["DISTRINEWS_MODEL"] = str(require_checkpoint(args.checkpoint))
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    import uvicorn
-
     app = load_app(app_file)
     print(f"serving {args.checkpoint} at http://{args.host}:{args.port}")
     print(f"DistriNews demo: http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
-    uvicorn.run(app.app, host=args.host, port=args.port, log_level="warning")
+    # share=False: on Kaggle Gradio would otherwise open a public gradio.live tunnel on its own
+    app.launch(server_name=args.host, server_port=args.port, share=False, quiet=True)
     return 0
 
 
@@ -97,6 +102,9 @@ def load_app(app_file: Path):
 
 def command_publish_space(args) -> int:
     try:
+        needs("gradio", "publish space", extra="space")  # validate_space imports the app, sdk_version names it
+        if not args.dry_run:
+            needs("huggingface_hub", "publish space")  # push uploads with it
         for name, repo_id in (("--space-id", args.space_id), ("--model-id", args.model_id)):
             if not REPO_ID.match(repo_id):
                 raise PublishError(f"{name} must look like OWNER/NAME, got {repo_id!r}")
@@ -160,12 +168,7 @@ def stage_space(model_id: str, stage: Path, space_id: str) -> Path:
     shutil.copy2(SPACE_SOURCE / "requirements.txt", folder / "requirements.txt")
     readme = (SPACE_SOURCE / "README.md").read_text(encoding="utf-8").replace(PLACEHOLDER_MODEL, model_id)
     readme = readme.replace("OWNER-NAME.hf.space", space_id.replace("/", "-").replace("_", "-").lower() + ".hf.space")
-    try:
-        from importlib.metadata import version
-
-        readme = re.sub(r"(?m)^sdk_version: .*$", f"sdk_version: {version('gradio')}", readme, count=1)
-    except Exception:  # noqa: BLE001 - gradio not installed here: keep the version written in space/README.md
-        pass
+    readme = re.sub(r"(?m)^sdk_version: .*$", f"sdk_version: {tested_gradio_version()}", readme, count=1)
     (folder / "README.md").write_text(readme, encoding="utf-8")
     package = folder / "distrinews"
     package.mkdir()
@@ -174,10 +177,18 @@ def stage_space(model_id: str, stage: Path, space_id: str) -> Path:
     return folder
 
 
-def fresh_dir(path: Path) -> Path:
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    return path
+def tested_gradio_version() -> str:
+    """The installed gradio's version, for the Space's sdk_version; an error when no CI tests that version."""
+    try:
+        installed = version("gradio")
+    except PackageNotFoundError:
+        raise PublishError('`distrinews publish space` needs gradio, which is not installed here: '
+                           'pip install "distrinews[space]"') from None
+    major_minor = tuple(int(part) for part in re.findall(r"\d+", installed)[:2])
+    if not TESTED_GRADIO[0] <= major_minor < TESTED_GRADIO[1]:
+        raise PublishError(f"gradio {installed} is installed, but the Space is tested with gradio 5.50 (Kaggle) "
+                           'to 6.x only: pip install "distrinews[space]" (gradio 6)')
+    return installed
 
 
 def model_card(checkpoint: Path, model_id: str) -> str:
@@ -258,6 +269,14 @@ def validate_space(space_dir: Path, checkpoint: Path) -> None:
         raise PublishError(f"space README.md front matter lacks {', '.join(missing)}")
     if len(meta["short_description"]) > 60:
         raise PublishError("space README.md short_description is longer than 60 characters")
+    if str(meta["python_version"]) not in ZEROGPU_PYTHON:
+        raise PublishError(f"space README.md python_version {meta['python_version']} is not one ZeroGPU runs: use "
+                           f"{' or '.join(ZEROGPU_PYTHON)} (https://huggingface.co/docs/hub/spaces-zerogpu)")
+    requirements = (space_dir / "requirements.txt").read_text(encoding="utf-8")
+    pins = re.findall(r"(?m)^torch==([\w.]+)\s*$", requirements)
+    if len(pins) != 1 or pins[0] not in ZEROGPU_TORCH:
+        raise PublishError(f"space requirements.txt must pin torch to one version ZeroGPU runs, e.g. "
+                           f"torch=={ZEROGPU_TORCH[-1]} (https://huggingface.co/docs/hub/spaces-zerogpu)")
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env.update(DISTRINEWS_MODEL=str(checkpoint.resolve()), GRADIO_ANALYTICS_ENABLED="False")
     # `python -c` puts the cwd first on sys.path, so the staged distrinews must win over the installed one
@@ -271,7 +290,7 @@ def validate_space(space_dir: Path, checkpoint: Path) -> None:
 
 
 def push(plan: list[tuple[str, str, Path]], token: str, hardware: str) -> None:
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi  # command_publish_space checked that it is installed
 
     api = HfApi(token=token)
     for kind, repo_id, folder in plan:
