@@ -15,7 +15,7 @@ BIN := $(VENV)/bin
 # Kaggle input, then the Hugging Face hub, then synthetic data, and prints which it used.
 DEMO_DATA ?= $(if $(wildcard $(REALDATA)/test.csv),--train-file $(REALDATA)/train_subset_2000.csv $(REALDATA)/valid_subset_2000.csv --test-file $(REALDATA)/test.csv)
 
-.PHONY: demo test site kaggle-check clean
+.PHONY: demo test site kaggle-check gpu-check clean
 
 # DDP on 2 CPU processes (gloo); a per-device batch of 16 keeps the recipe's global batch of 32.
 demo: $(VENV)/.installed
@@ -37,6 +37,11 @@ site: $(VENV)/.installed
 # with --no-deps as on Kaggle, then DDP training, the CLI, the Space and the notebooks on those versions (~10 min).
 kaggle-check:
 	.ci/kaggle-check
+
+# The GPU paths CPU tests cannot reach (fp16/bf16 training, kill and resume, 2 DDP ranks on one GPU, serving and
+# the benchmarks on CUDA), at most 8 minutes on one GPU; the report goes to results/. Without a GPU: exit 1.
+gpu-check: $(VENV)/.installed
+	$(BIN)/distrinews gpu-check --out results
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -64,3 +64,21 @@ def test_config_round_trips_through_json(tmp_path):
     config = build_config("cpu-demo", {"train_files": "x.csv,y.csv", "seed": "7"})
     config.save(tmp_path / "c.json")
     assert TrainConfig.load(tmp_path / "c.json") == config
+
+
+def test_the_cpu_demo_stays_on_the_cpu_on_a_workstation_with_one_gpu(monkeypatch):
+    """`make demo` launches 2 processes: on a 1-GPU machine, device auto would refuse them (2 ranks, 1 GPU)."""
+    import torch
+
+    from distrinews.distributed import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert pick_device(PRESETS["cpu-demo"].device, local_rank=1) == torch.device("cpu")
+    from distrinews.distributed import DistError
+
+    with pytest.raises(DistError, match="2 processes per node but only 1 visible GPU"):
+        pick_device("auto", local_rank=1)  # what the preset did before it named the CPU

@@ -134,3 +134,12 @@ def test_the_script_file_runs_under_torchrun_as_the_notebook_launches_it(tmp_pat
     proc = run_cli("--preset", "smoke", "--max-steps", "6", "--output-dir", str(tmp_path / "run"), launcher=launcher)
     assert "world size 2" in proc.stdout
     assert read_json(tmp_path / "run" / "eval.json")["n_examples"] == 500
+
+
+def test_a_rank_without_an_evaluation_batch_does_not_stall_the_others(tmp_path):
+    """2 test examples on 3 ranks: rank 2 evaluates nothing. Evaluating through the DDP wrapper would make ranks
+    0 and 1 wait in its buffer broadcast, which rank 2 never joins, until the timeout."""
+    proc = torchrun(*SMOKE, "--synthetic-train-size", "96", "--synthetic-test-size", "2", "--epochs", "1",
+                    "--output-dir", str(tmp_path), nproc=3, timeout=240)
+    assert "epoch 1 eval:" in proc.stdout
+    assert read_json(tmp_path / "eval.json")["n_examples"] == 2

@@ -271,7 +271,8 @@ def benchmark_training(args: argparse.Namespace, preset: str, config, ctx) -> di
             args.padding or [config.padding], precisions, args.grad_accum_steps or [config.grad_accum_steps], knobs):
         variant = config.replace(padding=padding, grad_accum_steps=accum)
         model = copy.deepcopy(base).to(ctx.device)  # every variant starts from the same weights
-        setup = build_step(variant, ctx, model, tokenizer, data, precision, args.warmup_steps + args.steps, bucket, hook)
+        setup = build_step(variant, ctx, model, tokenizer, data, precision, args.warmup_steps + args.steps,
+                           bucket, hook)
         measured = time_steps(setup, args.warmup_steps, args.steps, ctx)
         del setup, model
         empty_cache(ctx.device)

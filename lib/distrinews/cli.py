@@ -71,12 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.set_defaults(command=command_diagnose)
 
     from .bench import add_commands as add_bench_commands  # predict, bench ...
+    from .gpu_check import add_command as add_gpu_check_command  # gpu-check
     from .serving import add_commands as add_serving_commands  # serve, publish ...
     from .site import add_commands as add_site_commands  # site
 
     add_bench_commands(commands)
     add_serving_commands(commands)
     add_site_commands(commands)
+    add_gpu_check_command(commands)
     return parser
 
 

@@ -76,13 +76,33 @@ def torchrun_ranks() -> tuple[int, int, int]:
 def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
     """This process's device: `cuda:LOCAL_RANK` when CUDA is asked for or available ("auto"), else the CPU.
 
-    A launch with more processes on this machine than visible GPUs fails here, before any collective could hang.
+    A launch with more processes on this machine than visible GPUs fails here, before any collective could hang,
+    unless `DISTRINEWS_BACKEND=gloo` asks for ranks to share the GPUs (see `backend_for`).
     """
     if not pick_cuda(requested):
         return torch.device("cpu")
+    if backend_override() == "gloo":
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
     local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if launched_by_torchrun() else 1
     check_enough_gpus(local_rank, local_world_size)
     return torch.device("cuda", local_rank)
+
+
+def backend_override() -> str:
+    value = os.environ.get("DISTRINEWS_BACKEND", "")
+    if value not in ("", "nccl", "gloo"):
+        raise DistError(f"DISTRINEWS_BACKEND must be nccl or gloo (or unset); got {value!r}")
+    return value
+
+
+def backend_for(device: torch.device) -> str:
+    """NCCL between GPUs, gloo between CPUs.
+
+    `DISTRINEWS_BACKEND=gloo` makes GPU ranks use gloo instead, for exactly one case: several ranks sharing one
+    GPU, which NCCL refuses ("Duplicate GPU detected"). `make gpu-check` runs DDP's device paths that way on a
+    single-GPU machine; it is slow, and for checking only.
+    """
+    return backend_override() or ("nccl" if device.type == "cuda" else "gloo")
 
 
 def setup(device: str = "auto", timeout_s: int = 600) -> DistContext:
@@ -101,11 +121,9 @@ def setup(device: str = "auto", timeout_s: int = 600) -> DistContext:
         return DistContext(device=dev)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)  # DDP: set the device before init, or every rank allocates on GPU 0
-    backend = "nccl" if dev.type == "cuda" else "gloo"
+    backend = backend_for(dev)
     dist.init_process_group(  # DDP: join the group; torchrun's env gives the rendezvous address
-        backend=backend, timeout=datetime.timedelta(seconds=timeout_s),
-        **({"device_id": dev} if dev.type == "cuda" else {}),
-    )
+        backend=backend, timeout=datetime.timedelta(seconds=timeout_s), device_id=dev if backend == "nccl" else None)
     return DistContext(rank=rank, local_rank=local_rank, world_size=world_size, device=dev, backend=backend)
 
 

@@ -29,7 +29,7 @@ from transformers import get_linear_schedule_with_warmup
 from distrinews import checkpoint as ckpt
 from distrinews.batching import build_eval_loader, build_train_loader, padding_ratio
 from distrinews.config import TrainConfig, describe_batch, parse_command_line
-from distrinews.distributed import launched_by_torchrun, pick_device, torchrun_ranks  # DDP: torchrun's env
+from distrinews.distributed import backend_for, launched_by_torchrun, pick_device, torchrun_ranks  # DDP: the env
 from distrinews.evaluation import evaluate
 from distrinews.modeling import build_model, build_tokenizer, count_parameters
 from distrinews.precision import autocast, make_scaler, resolve_precision
@@ -206,9 +206,9 @@ def main(config: TrainConfig) -> dict:
     if launched_by_torchrun():  # DDP: join the process group
         if device.type == "cuda":  # DDP: set the device before init, or every rank allocates on GPU 0
             torch.cuda.set_device(device)  # DDP: cuda:LOCAL_RANK becomes this process's default GPU
-        dist.init_process_group(  # DDP: NCCL between GPUs, gloo between CPUs; a stuck collective fails at the timeout
-            backend="nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None,
-            timeout=datetime.timedelta(minutes=10))
+        backend = backend_for(device)  # DDP: "nccl" between GPUs, "gloo" between CPUs
+        dist.init_process_group(  # DDP: a stuck collective fails at the timeout instead of hanging forever
+            backend=backend, device_id=device if backend == "nccl" else None, timeout=datetime.timedelta(minutes=10))
     try:  # DDP: leave the group also when training fails, so torchrun sees how the rank ended
         return train(config, device, rank, local_rank, world_size)  # DDP: tell the program which rank it is
     finally:  # DDP: on success and on error alike
