@@ -127,3 +127,61 @@ def test_latest_and_comparable_pick_one_honest_set_from_a_results_file():
     same = comparable_to(newest, newest.iloc[0])
     table = scaling_table(same)
     assert list(table["samples_per_s"]) == [100.0, 190.0, 170.0]
+
+
+# Kaggle's transformers 5.0.0 has no train_sampling_strategy (5.2+); it groups by length with group_by_length and
+# still reads warmup_ratio. The installed version (5.2+) has the new names.
+KAGGLE_5_0_FIELDS = {"output_dir", "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
+                     "weight_decay", "lr_scheduler_type", "max_grad_norm", "fp16", "bf16", "seed", "use_cpu",
+                     "save_strategy", "logging_strategy", "report_to", "disable_tqdm", "dataloader_num_workers",
+                     "dataloader_pin_memory", "group_by_length", "eval_strategy", "warmup_ratio", "warmup_steps"}
+
+
+def test_trainer_arguments_are_spelled_for_the_installed_transformers_and_for_kaggles(tmp_path):
+    from transformers import TrainingArguments
+
+    from distrinews.bench_train import trainer_arguments, trainer_fields
+    from distrinews.config import PRESETS
+
+    cfg = PRESETS["smoke"]
+    kaggle = trainer_arguments(cfg, "fp32", str(tmp_path), False, KAGGLE_5_0_FIELDS)
+    assert kaggle["group_by_length"] is True and "train_sampling_strategy" not in kaggle
+    assert kaggle["warmup_ratio"] == cfg.warmup_ratio and "warmup_steps" not in kaggle
+    here = trainer_arguments(cfg, "fp32", str(tmp_path), False, trainer_fields())
+    args = TrainingArguments(**here)  # the installed version accepts every name
+    assert args.get_warmup_steps(100) == round(cfg.warmup_ratio * 100)
+    with pytest.raises(RuntimeError, match="lacks evaluation_strategy"):
+        trainer_arguments(cfg, "fp32", str(tmp_path), False, KAGGLE_5_0_FIELDS - {"eval_strategy"} | {"x"})
+
+
+def test_the_trainer_is_kept_on_one_gpu_like_our_loop(tmp_path):
+    """Two visible GPUs and no process group: the Trainer would wrap the model in DataParallel."""
+    from transformers import TrainingArguments
+
+    from distrinews.bench_train import on_one_gpu
+
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    args._n_gpu = 2  # what _setup_devices records on a 2-GPU machine
+    assert on_one_gpu(args).n_gpu == 1
+
+
+def test_a_loss_scale_that_overflows_is_warmed_up_until_no_timed_step_is_skipped():
+    """The fp16 communication hook sums scaled gradients in fp16: the first steps overflow and are skipped while the
+    scale backs off. A scale of 1e38 overflows fp32 as well, so the CPU shows the same."""
+    import torch
+
+    from distrinews import bench_train
+    from distrinews.config import PRESETS
+    from distrinews.distributed import DistContext
+    from distrinews.modeling import build_model_and_tokenizer
+    from distrinews.training import load_data
+
+    config = PRESETS["smoke"].replace(synthetic_train_size=256)
+    model, tokenizer = build_model_and_tokenizer("tiny")
+    setup = bench_train.build_step(config, DistContext(), model, tokenizer, load_data(config, lambda *_: None), "fp32",
+                                   total_steps=100)
+    setup.scaler = torch.amp.GradScaler("cpu", init_scale=1e38, growth_interval=1000)
+    measured = bench_train.time_steps(setup, warmup=1, steps=3, ctx=DistContext())
+    assert measured["warmup_steps_run"] > bench_train.SETTLED_STEPS  # it went on past the one asked for
+    assert measured["skipped_steps"] == 0
+    assert setup.scaler.get_scale() < 1e38

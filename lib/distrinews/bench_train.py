@@ -479,12 +479,7 @@ class TrainerLoop:
 
         cfg, cuda = self.config, self.ctx.device.type == "cuda"
         args = TrainingArguments(**trainer_arguments(cfg, self.precision, self.out, cuda, trainer_fields()), **limits)
-        if cuda and args.n_gpu > 1:
-            # With several GPUs visible and no process group, the Trainer would wrap the model in DataParallel
-            # (every batch split over all GPUs) while our loop uses one: pin it to one GPU, as the Trainer itself
-            # does for model parallelism, so the two sides compare like with like.
-            args._n_gpu = 1
-        return args
+        return on_one_gpu(args)
 
     def trainer(self, callbacks=(), **limits):
         from transformers import PrinterCallback, Trainer
@@ -504,6 +499,15 @@ class TrainerLoop:
         self.trainer([clock], num_train_epochs=1, data_seed=self.config.seed + epoch).train()
         self.seconds.append(clock.seconds)
         self.padding_ratio = clock.padding_ratio
+
+
+def on_one_gpu(args):
+    """With several GPUs visible and no process group, the Trainer wraps the model in DataParallel (every batch
+    split over all GPUs) while our loop uses one: pin it to one GPU, as the Trainer itself does for model
+    parallelism, so the two sides compare like with like."""
+    if args.n_gpu > 1:
+        args._n_gpu = 1
+    return args
 
 
 def trainer_fields() -> set[str]:
