@@ -22,6 +22,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .environment import GPU_SETTING, INTERNET_SETTING, on_kaggle  # noqa: F401 (course.on_kaggle in notebooks)
+
 PRESET_ENV = "DISTRINEWS_PRESET"  # names a preset for every notebook, whatever the hardware
 NOTEBOOK_ENV = "DISTRINEWS_NOTEBOOK"  # set by setup(): commands run from a notebook cell
 REPOSITORY = "https://github.com/OWNER/distrinews"  # placeholder until the course repository is public
@@ -247,17 +249,10 @@ def show_banner(text: str) -> None:
     print(f"{line}\n{text}\n{line}")
 
 
-def on_kaggle() -> bool:
-    """True inside a Kaggle notebook (its kernels set KAGGLE_KERNEL_RUN_TYPE)."""
-    return "KAGGLE_KERNEL_RUN_TYPE" in os.environ
-
-
 class HardwareError(RuntimeError):
     """A Kaggle notebook runs without the accelerator or internet it needs; the message names the setting."""
 
 
-GPU_SETTING = "Settings -> Accelerator -> GPU T4 x2 (the session restarts; then Run All again)"
-INTERNET_SETTING = "Settings -> Internet -> on (verify your phone number once in your Kaggle account settings)"
 
 
 def describe_hardware() -> dict:

@@ -18,6 +18,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from .environment import INTERNET_SETTING, on_kaggle
 from .labels import ID2LABEL, LABEL2ID, NUM_LABELS
 
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -70,8 +71,6 @@ def build_model_and_tokenizer(name: str, seed: int = 0):
 
 
 def cannot_load_message(name: str, resolved: str, err: Exception) -> str:
-    from .course import INTERNET_SETTING, on_kaggle
-
     where = "local directory" if Path(resolved).exists() else "hub id (the hub may be unreachable)"
     first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return (f"cannot load model {name!r} as a {where}: {first_line}. Use a local checkpoint directory, "

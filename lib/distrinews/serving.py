@@ -31,7 +31,8 @@ from .publishing import PublishError, fresh_dir, needs  # PublishError: cli.py i
 SPACE_SOURCE = next((d for d in (Path(__file__).resolve().parents[2] / "space", Path(__file__).resolve().parent / "space")
                      if (d / "app.py").exists()), Path(__file__).resolve().parents[2] / "space")
 PACKAGE_DIR = Path(__file__).resolve().parent
-APP_MODULES = ("__init__.py", "inference.py", "labels.py", "modeling.py", "synthetic.py")  # what app.py imports
+# What app.py imports, directly or not: staged beside it, so the Space needs no install of the library
+APP_MODULES = ("__init__.py", "environment.py", "inference.py", "labels.py", "modeling.py", "synthetic.py")
 MODEL_FILES_SKIPPED = ("training_state.pt",)  # optimizer state: large, and only for resuming
 PLACEHOLDER_MODEL = "OWNER/distrinews-distilbert-agnews"
 REQUIRED_FRONT_MATTER = ("title", "emoji", "colorFrom", "colorTo", "sdk", "sdk_version", "app_file",
