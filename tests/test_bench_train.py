@@ -129,12 +129,13 @@ def test_latest_and_comparable_pick_one_honest_set_from_a_results_file():
     assert list(table["samples_per_s"]) == [100.0, 190.0, 170.0]
 
 
-# Kaggle's transformers 5.0.0 has no train_sampling_strategy (5.2+); it groups by length with group_by_length and
-# still reads warmup_ratio. The installed version (5.2+) has the new names.
+# Kaggle's transformers 5.0.0 has no train_sampling_strategy (5.2+): it groups by length with group_by_length, and
+# takes a fractional warmup_steps as a ratio (warmup_ratio still works there, with a deprecation warning).
 KAGGLE_5_0_FIELDS = {"output_dir", "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
                      "weight_decay", "lr_scheduler_type", "max_grad_norm", "fp16", "bf16", "seed", "use_cpu",
                      "save_strategy", "logging_strategy", "report_to", "disable_tqdm", "dataloader_num_workers",
-                     "dataloader_pin_memory", "group_by_length", "eval_strategy", "warmup_ratio", "warmup_steps"}
+                     "dataloader_pin_memory", "group_by_length", "eval_strategy", "warmup_ratio", "warmup_steps",
+                     "warmup_steps:float"}
 
 
 def test_trainer_arguments_are_spelled_for_the_installed_transformers_and_for_kaggles(tmp_path):
@@ -146,7 +147,9 @@ def test_trainer_arguments_are_spelled_for_the_installed_transformers_and_for_ka
     cfg = PRESETS["smoke"]
     kaggle = trainer_arguments(cfg, "fp32", str(tmp_path), False, KAGGLE_5_0_FIELDS)
     assert kaggle["group_by_length"] is True and "train_sampling_strategy" not in kaggle
-    assert kaggle["warmup_ratio"] == cfg.warmup_ratio and "warmup_steps" not in kaggle
+    assert kaggle["warmup_steps"] == cfg.warmup_ratio and "warmup_ratio" not in kaggle
+    older = trainer_arguments(cfg, "fp32", str(tmp_path), False, KAGGLE_5_0_FIELDS - {"warmup_steps:float"})
+    assert older["warmup_ratio"] == cfg.warmup_ratio and "warmup_steps" not in older  # 4.x: an int step count
     here = trainer_arguments(cfg, "fp32", str(tmp_path), False, trainer_fields())
     args = TrainingArguments(**here)  # the installed version accepts every name
     assert args.get_warmup_steps(100) == round(cfg.warmup_ratio * 100)

@@ -511,12 +511,14 @@ def on_one_gpu(args):
 
 
 def trainer_fields() -> set[str]:
-    """The TrainingArguments this transformers version accepts."""
+    """The TrainingArguments this transformers version accepts; "warmup_steps:float" when it may be a ratio."""
     import dataclasses
 
     from transformers import TrainingArguments
 
-    return {field.name for field in dataclasses.fields(TrainingArguments)}
+    fields = {field.name for field in dataclasses.fields(TrainingArguments)}
+    warmup = next(field for field in dataclasses.fields(TrainingArguments) if field.name == "warmup_steps")
+    return fields | ({"warmup_steps:float"} if "float" in str(warmup.type) else set())
 
 
 def trainer_arguments(cfg, precision: str, output_dir: str, cuda: bool, fields: set[str]) -> dict:
@@ -524,7 +526,8 @@ def trainer_arguments(cfg, precision: str, output_dir: str, cuda: bool, fields: 
 
     Names moved between versions: length grouping is `group_by_length=True` up to 5.1 and
     `train_sampling_strategy="group_by_length"` from 5.2; `evaluation_strategy` became `eval_strategy` in 4.41;
-    `warmup_ratio` was folded into a fractional `warmup_steps` (a ratio when below 1) in 5.x.
+    from 5.0 a `warmup_steps` below 1 is a ratio, and `warmup_ratio` (deprecated in 5.0, gone in 5.2) is only used
+    where it is not.
     """
     grouped = cfg.padding == "grouped"
     arguments = dict(
@@ -539,10 +542,10 @@ def trainer_arguments(cfg, precision: str, output_dir: str, cuda: bool, fields: 
     else:
         arguments["group_by_length"] = grouped
     arguments["eval_strategy" if "eval_strategy" in fields else "evaluation_strategy"] = "no"
-    if "warmup_ratio" in fields:
-        arguments["warmup_ratio"] = cfg.warmup_ratio
-    else:
+    if "warmup_steps:float" in fields:
         arguments["warmup_steps"] = cfg.warmup_ratio if cfg.warmup_ratio < 1 else 0
+    else:
+        arguments["warmup_ratio"] = cfg.warmup_ratio
     unknown = sorted(set(arguments) - fields)
     if unknown:
         raise RuntimeError(f"this transformers version's TrainingArguments lacks {', '.join(unknown)}")

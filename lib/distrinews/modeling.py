@@ -17,6 +17,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerFast,
 )
+from transformers.utils import logging as hf_logging
 
 from .environment import INTERNET_SETTING, on_kaggle
 from .labels import ID2LABEL, LABEL2ID, NUM_LABELS
@@ -56,6 +57,7 @@ def build_model(name: str, tokenizer, seed: int = 0) -> PreTrainedModel:
     if name == "tiny":
         return AutoModelForSequenceClassification.from_config(tiny_config(len(tokenizer), tokenizer.pad_token_id))
     resolved = resolve_model_name(name)
+    hf_logging.disable_progress_bar()  # transformers 5.0 draws a loading bar per checkpoint: noise in every log
     try:
         return AutoModelForSequenceClassification.from_pretrained(
             resolved, num_labels=NUM_LABELS, id2label=ID2LABEL, label2id=LABEL2ID,

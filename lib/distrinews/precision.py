@@ -15,7 +15,8 @@ def resolve_precision(requested: str, device: torch.device) -> str:
     """fp32 on CPU; on CUDA fp16 below compute capability 8.0 (Kaggle's T4 is 7.5), bf16 from 8.0.
 
     The capability decides, not `torch.cuda.is_bf16_supported()`: that answers True on a T4 because bf16
-    is emulated there, and emulated bf16 is far slower than the T4's fp16 tensor cores.
+    is emulated there: the T4's tensor cores compute in fp16 and int8, not bf16 (NVIDIA Turing GPU Architecture
+    whitepaper, 2018, "Turing Tensor Cores").
     """
     if device.type != "cuda":
         if requested in ("fp16", "bf16"):
