@@ -93,3 +93,45 @@ def test_notebooks_are_found_by_number_or_slug():
     assert course.notebook("05") is course.notebook("ddp_training") is course.notebook("05_ddp_training")
     with pytest.raises(KeyError, match="no notebook '11'"):
         course.notebook("11")
+
+
+def test_without_a_gpu_attached_ag_news_means_the_real_cpu_recipe(tmp_path):
+    from distrinews.course import choose_preset
+
+    assert choose_preset(0, kaggle_root=str(tmp_path)) == "smoke"
+    attached = tmp_path / "ag-news-classification-dataset"
+    attached.mkdir()
+    for name in ("train.csv", "test.csv"):
+        (attached / name).write_text('Class Index,Title,Description\n1,"a","b"\n')
+    assert choose_preset(0, kaggle_root=str(tmp_path)) == "cpu-demo"
+    assert choose_preset(1, kaggle_root=str(tmp_path)) == "kaggle-t4"
+    assert choose_preset(2, kaggle_root=str(tmp_path)) == "kaggle-t4x2"
+
+
+def test_notebooks_08_and_09_find_the_checkpoint_notebook_05_trained(tmp_path, monkeypatch):
+    from distrinews.course import HardwareError, find_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    assert find_checkpoint("smoke", "08") is None  # nothing trained yet: the notebook trains one
+    (tmp_path / "runs" / "smoke" / "checkpoint").mkdir(parents=True)
+    (tmp_path / "runs" / "smoke" / "checkpoint" / "config.json").write_text("{}")
+    assert find_checkpoint("smoke", "08") == Path("runs/smoke/checkpoint")
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    inputs = tmp_path / "input"
+    with pytest.raises(HardwareError, match="Add Input -> Your Work -> Notebooks -> '05 Train DistilBERT"):
+        find_checkpoint("cpu-demo", "08", kaggle_root=str(inputs))
+    output = inputs / "05-train-distilbert-on-two-gpus-with-ddp" / "runs" / "ddp" / "checkpoint"
+    output.mkdir(parents=True)
+    (output / "config.json").write_text("{}")
+    assert find_checkpoint("cpu-demo", "09", kaggle_root=str(inputs)) == output
+
+
+def test_the_kaggle_metadata_attaches_05s_output_to_08_and_09_and_01_asks_for_no_gpu():
+    from distrinews.course import notebook
+    from distrinews.kaggle import kernel_id, kernel_metadata
+
+    for number in ("08", "09"):
+        assert kernel_metadata(notebook(number))["kernel_sources"] == [kernel_id(notebook("05"))]
+    assert kernel_metadata(notebook("05"))["kernel_sources"] == []
+    data = kernel_metadata(notebook("01"))
+    assert data["enable_gpu"] is False and data["machine_shape"] is None

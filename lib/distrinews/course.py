@@ -59,6 +59,7 @@ class Notebook:
     gpus: int  # GPUs the notebook is written for on Kaggle: 0 (CPU is enough), 1 or 2
     needs_data: bool  # reads AG News (the Kaggle dataset is attached)
     needs_internet: bool  # pulls from the Hugging Face hub or pushes to it
+    reads_output_of: str = ""  # the notebook whose output it attaches on Kaggle (its trained checkpoint)
 
     @property
     def name(self) -> str:
@@ -75,20 +76,20 @@ NOTEBOOKS: tuple[Notebook, ...] = (
              gpus=2, needs_data=False, needs_internet=False),
     Notebook("01", "data", "Explore AG News and measure padding waste",
              "Class balance, examples, token lengths, and the padding waste that length grouping removes.",
-             # 1 GPU: not for compute, but so Kaggle's preset reads the real AG News with DistilBERT's tokenizer
-             # (without a GPU the smoke preset would show synthetic news); the tokenizer comes from the hub
-             gpus=1, needs_data=True, needs_internet=True),
+             # no GPU work: on a CPU session with AG News attached the preset is cpu-demo, which reads the real
+             # rows (choose_preset); its tokenizer (bert-base-uncased's vocabulary) comes from the hub
+             gpus=0, needs_data=True, needs_internet=True),
     Notebook("02", "model", "Inspect DistilBERT: tokens in, topic probabilities out",
              "Tokenizer, parameters, one forward pass, logits to probabilities, the compute of a training step.",
              gpus=1, needs_data=False, needs_internet=True),
     Notebook("03", "single_gpu", "Train the single-GPU baseline",
-             "The library's loop on one device: fp16 AMP, AdamW, schedule, evaluation, checkpoint; curves.",
+             "Write train_single.py and read it: data, AdamW, schedule, fp16 AMP, the loop, evaluation, checkpoints.",
              gpus=1, needs_data=True, needs_internet=True),
     Notebook("04", "ddp_concepts", "Run your first collectives with torchrun",
              "Processes, ranks, all_reduce, broadcast, all_gather; how the sampler shards data; gradient equivalence.",
              gpus=2, needs_data=False, needs_internet=False),
     Notebook("05", "ddp_training", "Train DistilBERT on two GPUs with DDP",
-             "Write train_ddp.py with %%writefile, launch it with !torchrun, explain every DDP line, plot results.",
+             "Write train_ddp.py, diff it against train_single.py line by line, launch it with !torchrun, plot results.",
              gpus=2, needs_data=True, needs_internet=True),
     Notebook("06", "fault_tolerance", "Survive a crash: checkpoints, restarts and resume",
              "Inject a failure, watch torchrun restart the job and resume, and match an uninterrupted run.",
@@ -98,10 +99,11 @@ NOTEBOOKS: tuple[Notebook, ...] = (
              gpus=2, needs_data=True, needs_internet=True),
     Notebook("08", "inference", "Serve predictions fast on a CPU",
              "Load the checkpoint, predict, a live prediction box, fp32 vs int8 latency, error analysis.",
-             gpus=0, needs_data=True, needs_internet=True),  # DistilBERT-base's tokenizer for the latency bench
+             gpus=0, needs_data=True, needs_internet=True,  # DistilBERT-base's tokenizer for the latency bench
+             reads_output_of="05"),
     Notebook("09", "publish", "Publish the classifier as a Gradio Space",
              "The demo inside the notebook, the model pushed to the Hub, the Space created on ZeroGPU or CPU.",
-             gpus=0, needs_data=False, needs_internet=True),
+             gpus=0, needs_data=False, needs_internet=True, reads_output_of="05"),
 )
 
 
@@ -197,13 +199,42 @@ def expect_failure():
         raise AssertionError(f"expected a command to fail, and every one succeeded (exit statuses {statuses})")
 
 
-def choose_preset(gpu_count: int | None = None) -> str:
-    """The preset for this machine: two GPUs kaggle-t4x2, one kaggle-t4, none smoke."""
+def choose_preset(gpu_count: int | None = None, kaggle_root: str = "/kaggle/input") -> str:
+    """The preset for this machine: two GPUs kaggle-t4x2, one kaggle-t4; none: cpu-demo when AG News is attached
+    as a Kaggle input (real rows and a real pretrained model, on the CPU), else smoke."""
+    from .data import kaggle_dataset_dir
+
     if gpu_count is None:
         import torch
 
         gpu_count = torch.cuda.device_count()
-    return "kaggle-t4x2" if gpu_count >= 2 else "kaggle-t4" if gpu_count == 1 else "smoke"
+    if gpu_count:
+        return "kaggle-t4x2" if gpu_count >= 2 else "kaggle-t4"
+    return "cpu-demo" if kaggle_dataset_dir(kaggle_root) else "smoke"
+
+
+# Where notebook 05 leaves its trained run, in its own working folder and so in its Kaggle output
+DDP_RUN = "runs/ddp"
+
+
+def find_checkpoint(preset: str, number: str, kaggle_root: str = "/kaggle/input") -> Path | None:
+    """The checkpoint notebook `number` works on: notebook 05's on Kaggle (its output attached), else this
+    machine's runs/ddp or runs/PRESET; None when there is none yet (the notebook trains one).
+
+    On Kaggle a missing attachment stops the notebook with the menu path that attaches it.
+    """
+    if on_kaggle():
+        found = sorted(Path(kaggle_root).glob(f"**/{DDP_RUN}/checkpoint/config.json"))
+        if found:
+            return found[-1].parent
+        source = notebook(notebook(number).reads_output_of or "05")
+        raise HardwareError(f"notebook {number} uses the model notebook {source.number} trained: attach its output "
+                            f"(Add Input -> Your Work -> Notebooks -> '{source.number} {source.title}', after one "
+                            f"full run of it with GPU T4 x2), then Run All again")
+    for folder in (Path(DDP_RUN), Path("runs") / preset):
+        if (folder / "checkpoint" / "config.json").is_file():
+            return folder / "checkpoint"
+    return None
 
 
 SMOKE_BANNER = ("SMOKE PRESET: no GPU here, so this notebook runs a tiny 2-layer model on synthetic news. "

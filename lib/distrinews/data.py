@@ -273,6 +273,11 @@ def _read_logged(path: Path, bad_rows: str, log) -> tuple[list[str], list[int]]:
     return texts, labels
 
 
+def kaggle_dataset_dir(kaggle_root="/kaggle/input") -> Path | None:
+    """The attached AG News Kaggle dataset's folder, or None when none is attached (or this is not Kaggle)."""
+    return _find_kaggle_dir(kaggle_root, required=False)
+
+
 def _find_kaggle_dir(kaggle_root, required: bool) -> Path | None:
     """Find a folder holding train.csv and test.csv at root/<slug> or root/datasets/<owner>/<slug>."""
     root = Path(kaggle_root)

@@ -89,12 +89,16 @@ def library_dataset_id(owner: str) -> str:
     return f"{owner}/{LIBRARY_DATASET}"
 
 
+def kernel_id(nb: Notebook, owner: str = DEFAULT_OWNER) -> str:
+    return f"{owner}/{slugify(kaggle_title(nb))}"
+
+
 def kernel_metadata(nb: Notebook, owner: str = DEFAULT_OWNER, private: bool = False) -> dict:
     """The kernel-metadata.json of one notebook, every field derived from its course.NOTEBOOKS entry."""
     title = kaggle_title(nb)
     datasets = [library_dataset_id(owner)] + ([AG_NEWS_DATASET] if nb.needs_data else [])
     return {
-        "id": f"{owner}/{slugify(title)}",
+        "id": kernel_id(nb, owner),
         "title": title,
         "code_file": nb.filename,  # staged beside this file
         "language": "python",
@@ -104,7 +108,8 @@ def kernel_metadata(nb: Notebook, owner: str = DEFAULT_OWNER, private: bool = Fa
         "enable_internet": nb.needs_internet,
         "machine_shape": GPU_MACHINE_SHAPE if nb.gpus > 0 else None,  # null: no accelerator asked for
         "dataset_sources": datasets,
-        "kernel_sources": [],  # every notebook trains what it needs itself
+        # the checkpoint a notebook works on: the output of the notebook that trained it (05), attached as an input
+        "kernel_sources": [kernel_id(notebook(nb.reads_output_of), owner)] if nb.reads_output_of else [],
         "model_sources": [],
         "keywords": list(KEYWORDS) + (["gpu"] if nb.gpus > 0 else []),
     }
