@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import datetime
 import os
-import sys
+import time
+import uuid
 from dataclasses import dataclass
 
 import torch
@@ -61,16 +62,12 @@ def restart_count() -> int:
 def torchrun_ranks() -> tuple[int, int, int]:
     """(rank, local rank, world size) from torchrun's environment; (0, 0, 1) when launched plainly.
 
-    Also applies the `DISTRINEWS_DEBUG` switch and warns (on rank 0) about a restart-unsafe launch: both must
-    happen before the process group starts.
+    Also applies the `DISTRINEWS_DEBUG` switch, which must happen before the process group starts.
     """
     if not launched_by_torchrun():
         return 0, 0, 1
     apply_debug_switch()
-    rank, local_rank, world_size = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])
-    if rank == 0 and restarts_unsafe():
-        print(RESTART_WARNING, file=sys.stderr, flush=True)
-    return rank, local_rank, world_size
+    return int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])
 
 
 def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
@@ -121,23 +118,51 @@ def setup(device: str = "auto", timeout_s: int = 600) -> DistContext:
         return DistContext(device=dev)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)  # DDP: set the device before init, or every rank allocates on GPU 0
-    backend = backend_for(dev)
-    dist.init_process_group(  # DDP: join the group; torchrun's env gives the rendezvous address
-        backend=backend, timeout=datetime.timedelta(seconds=timeout_s), device_id=dev if backend == "nccl" else None)
+    backend, timeout = backend_for(dev), datetime.timedelta(seconds=timeout_s)
+    dist.init_process_group(  # DDP: join the group through this attempt's keys of torchrun's store
+        backend=backend, store=attempt_store(timeout), rank=rank, world_size=world_size, timeout=timeout,
+        device_id=dev if backend == "nccl" else None)
     return DistContext(rank=rank, local_rank=local_rank, world_size=world_size, device=dev, backend=backend)
 
 
-RESTART_WARNING = (
-    "warning: torchrun may restart this job (--max-restarts > 0) but TORCH_DISABLE_SHARE_RDZV_TCP_STORE is not 1; "
-    "restarted workers can then read stale addresses and fail or hang while joining (pytorch/pytorch#135712). "
-    "Launch as: TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --max-restarts=N ..."
-)
+def attempt_store(timeout: datetime.timedelta) -> dist.Store:
+    """torchrun's rendezvous store, with keys that belong to this launch attempt alone.
 
-
-def restarts_unsafe() -> bool:
-    """torchrun will restart workers, but shares its rendezvous store with them (the known-flaky setup)."""
-    may_restart = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0
-    return may_restart and os.environ.get("TORCH_DISABLE_SHARE_RDZV_TCP_STORE") != "1"
+    When torchrun restarts a job (`--max-restarts`), the new workers share the agent's TCP store with the dead
+    attempt, whose keys are still there under the same names: a new rank can read a dead peer's address and fail
+    to join ("connectFullMesh ... Connection refused") or hang (pytorch/pytorch#135712). Torch's own prefix by
+    restart count was removed because nodes can disagree on that count. Instead, rank 0 of each attempt draws a
+    random id and answers every other rank's own random ticket with it; all ranks then use keys under that id,
+    which no earlier attempt can have written. Without torchrun's shared store (TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1,
+    or another env:// launcher) rank 0 hosts a new store every attempt, which is returned unchanged.
+    """
+    store, rank, world_size = next(dist.rendezvous("env://", timeout=timeout))
+    store.set_timeout(timeout)
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return store
+    me = uuid.uuid4().hex
+    if rank == 0:
+        answered = {peer: None for peer in range(1, world_size)}  # the ticket each rank was last answered for
+        deadline = time.monotonic() + timeout.total_seconds()
+        while answered:
+            for peer in list(answered):
+                if store.check([f"attempt/ack/{me}/{peer}"]):
+                    del answered[peer]
+                elif store.check([f"attempt/join/{peer}"]):
+                    ticket = store.get(f"attempt/join/{peer}").decode()
+                    if ticket != answered[peer]:  # possibly a dead attempt's ticket: answer anyway, wait for the ack
+                        store.set(f"attempt/answer/{ticket}", me)
+                        answered[peer] = ticket
+            if answered:
+                if time.monotonic() > deadline:
+                    raise DistError(f"ranks {sorted(answered)} never joined this attempt within {timeout}")
+                time.sleep(0.01)
+        attempt = me
+    else:
+        store.set(f"attempt/join/{rank}", me)
+        attempt = store.get(f"attempt/answer/{me}").decode()  # only this attempt's rank 0 knows this ticket
+        store.set(f"attempt/ack/{attempt}/{rank}", "1")
+    return dist.PrefixStore(f"attempt/{attempt}/", store)
 
 
 def apply_debug_switch() -> None:

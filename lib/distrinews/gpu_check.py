@@ -64,7 +64,7 @@ def run_checks(out: Path) -> dict:
             if time.perf_counter() - start > BUDGET_S:
                 steps.append({"step": step["name"], "ok": False, "seconds": 0.0, "detail": "skipped: over budget"})
                 continue
-            steps.append(run_step(step, env, work))
+            steps.append(run_check(step, env, work))
             print(f"{'ok  ' if steps[-1]['ok'] else 'FAIL'} {steps[-1]['step']:<34} {steps[-1]['seconds']:>6.1f} s  "
                   f"{steps[-1]['detail']}", flush=True)
     stamp = timestamp()
@@ -121,7 +121,7 @@ def plan(work: Path, bf16: bool) -> list[dict]:
     return steps
 
 
-def run_step(step: dict, env: dict, work: Path) -> dict:
+def run_check(step: dict, env: dict, work: Path) -> dict:
     start = time.perf_counter()
     try:
         ok, detail = serve_and_call(step["serve"], env, work) if "serve" in step else \

@@ -14,6 +14,7 @@ again resumes from OUTPUT_DIR/checkpoint.
 """
 
 import datetime  # DDP: the process group's timeout
+import gc  # DDP: a clean exit (see the end)
 import json
 import math
 import sys
@@ -29,7 +30,8 @@ from transformers import get_linear_schedule_with_warmup
 from distrinews import checkpoint as ckpt
 from distrinews.batching import build_eval_loader, build_train_loader, padding_ratio
 from distrinews.config import TrainConfig, describe_batch, parse_command_line
-from distrinews.distributed import backend_for, launched_by_torchrun, pick_device, torchrun_ranks  # DDP: the env
+from distrinews.distributed import (attempt_store, backend_for, launched_by_torchrun, pick_device,  # DDP: the
+                                    torchrun_ranks)  # process group's parts
 from distrinews.evaluation import evaluate
 from distrinews.modeling import build_model, build_tokenizer, count_parameters
 from distrinews.precision import autocast, make_scaler, resolve_precision
@@ -207,13 +209,16 @@ def main(config: TrainConfig) -> dict:
         if device.type == "cuda":  # DDP: set the device before init, or every rank allocates on GPU 0
             torch.cuda.set_device(device)  # DDP: cuda:LOCAL_RANK becomes this process's default GPU
         backend = backend_for(device)  # DDP: "nccl" between GPUs, "gloo" between CPUs
-        dist.init_process_group(  # DDP: a stuck collective fails at the timeout instead of hanging forever
-            backend=backend, device_id=device if backend == "nccl" else None, timeout=datetime.timedelta(minutes=10))
+        timeout = datetime.timedelta(minutes=10)  # DDP: a stuck collective fails then, instead of hanging forever
+        dist.init_process_group(  # DDP: meet through torchrun's store, under keys no earlier (crashed) attempt wrote
+            backend=backend, store=attempt_store(timeout), rank=rank, world_size=world_size, timeout=timeout,
+            device_id=device if backend == "nccl" else None)
     try:  # DDP: leave the group also when training fails, so torchrun sees how the rank ended
         return train(config, device, rank, local_rank, world_size)  # DDP: tell the program which rank it is
     finally:  # DDP: on success and on error alike
         if dist.is_initialized():  # DDP: joined above (not when run plainly)
-            dist.destroy_process_group()  # DDP: release the group's connections; torchrun sees a clean exit
+            gc.collect()  # DDP: free the DDP wrapper (held in reference cycles) while its process group still exists,
+            dist.destroy_process_group()  # DDP: or gloo's threads may abort the exit; then release the group
 
 
 if __name__ == "__main__":
