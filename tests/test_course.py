@@ -135,3 +135,21 @@ def test_the_kaggle_metadata_attaches_05s_output_to_08_and_09_and_01_asks_for_no
     assert kernel_metadata(notebook("05"))["kernel_sources"] == []
     data = kernel_metadata(notebook("01"))
     assert data["enable_gpu"] is False and data["machine_shape"] is None
+
+
+def test_a_notebook_run_in_the_repository_writes_into_a_git_ignored_work_folder(tmp_path, monkeypatch):
+    from distrinews.course import setup, work_folder
+
+    repository = tmp_path / "repo"
+    (repository / "lib" / "distrinews").mkdir(parents=True)
+    (repository / ".git").mkdir()
+    (repository / "notebooks").mkdir()
+    assert work_folder(repository / "notebooks") == repository / "notebooks" / "work"
+    assert work_folder(tmp_path) is None and work_folder(repository / "notebooks" / "work") is None
+    monkeypatch.chdir(repository / "notebooks")
+    monkeypatch.setenv("PATH", os.environ["PATH"])  # setup() changes both; the test session gets them back
+    monkeypatch.setenv("DISTRINEWS_NOTEBOOK", "")
+    setup()
+    assert Path.cwd() == repository / "notebooks" / "work"
+    ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().splitlines()
+    assert "notebooks/work/" in ignored

@@ -122,6 +122,11 @@ def setup() -> None:
     torchrun on PATH (or none), and the script it launches could not import this library.
     """
     os.environ[NOTEBOOK_ENV] = "1"  # progress bars of the commands it launches redraw sparingly
+    work = work_folder(Path.cwd())
+    if work is not None:  # the scripts, runs and logs a notebook writes stay out of the repository's tracked files
+        work.mkdir(exist_ok=True)
+        os.chdir(work)
+        print(f"working folder: {work} (git-ignored)")
     bin_dir = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "").split(os.pathsep)
     if path[0] != bin_dir:
@@ -133,6 +138,15 @@ def setup() -> None:
     shell = get_ipython()
     if shell is not None:
         check_shell_commands(shell)
+
+
+def work_folder(cwd: Path) -> Path | None:
+    """notebooks/work/ when a notebook runs in the course repository's notebooks/ folder (Jupyter's default), else
+    None: on Kaggle (/kaggle/working), in `make site` and the tests (a fresh folder each) the files land as they are."""
+    repository = cwd.parent
+    if cwd.name == "notebooks" and (repository / "lib" / "distrinews").is_dir() and (repository / ".git").exists():
+        return cwd / "work"
+    return None
 
 
 class ShellCommandError(subprocess.CalledProcessError):
