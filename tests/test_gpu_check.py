@@ -23,10 +23,8 @@ def test_every_planned_step_is_a_command_the_cli_accepts(tmp_path, bf16):
     assert {"DDP: 2 ranks share the GPU (gloo)", "resume on CUDA, same result", "serve on CUDA: /health, /predict",
             "bench train fp16 and bf16", "bench infer on CUDA", "bench allreduce (NCCL, 1 rank)"} <= set(names)
     parser = build_parser()
-    for step in steps:
-        if "cmd" not in step:
-            continue
-        cmd = step["cmd"]
+    commands = [step["cmd"] if "cmd" in step else gpu_check.serve_command(step["serve"], 7860) for step in steps]
+    for step, cmd in zip(steps, commands):
         assert cmd[0] == sys.executable
         args = cmd[cmd.index("distrinews") + 1:]  # after `-m distrinews`, as the CLI sees them
         parsed, unknown = parser.parse_known_args(args)

@@ -148,6 +148,12 @@ def run_command(step: dict, env: dict) -> tuple[bool, str]:
     return True, proc.stdout.strip().splitlines()[-1][:300] if proc.stdout.strip() else "ok"
 
 
+def serve_command(checkpoint: Path, port: int) -> list[str]:
+    """`distrinews serve` on the checkpoint; the app loads it with device auto, which is the GPU here."""
+    return [sys.executable, "-m", "distrinews", "serve", "--checkpoint", str(checkpoint), "--host", "127.0.0.1",
+            "--port", str(port)]
+
+
 def serve_and_call(checkpoint: Path, env: dict, work: Path) -> tuple[bool, str]:
     import httpx
 
@@ -155,9 +161,7 @@ def serve_and_call(checkpoint: Path, env: dict, work: Path) -> tuple[bool, str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = open(work / "serve.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "distrinews", "serve", "--checkpoint", str(checkpoint),
-                               "--device", "cuda", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(serve_command(checkpoint, port), env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 180
         while True:
