@@ -163,15 +163,14 @@ class StepSetup:
     optimizer: torch.optim.Optimizer
     scheduler: object
     scaler: torch.amp.GradScaler
-    precision: str
-    config: object
+    config: object  # its precision is the variant's, resolved
     device: torch.device
 
     def step(self, micro_batches: list[dict]) -> torch.Tensor:
         from .train_ddp import train_step
 
-        return train_step(self.model, micro_batches, self.optimizer, self.scheduler, self.scaler, self.precision,
-                          self.config.max_grad_norm)
+        return train_step(self.model, micro_batches, self.optimizer, self.scheduler, self.scaler,
+                          self.config.precision, self.config.max_grad_norm)
 
     def optimizer_steps_taken(self) -> int:
         """Updates the optimizer really applied (the scaler skips the ones whose fp16 gradients overflowed)."""
@@ -204,8 +203,7 @@ def build_step(config, ctx, model, tokenizer, data, precision: str, total_steps:
             from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
             model.register_comm_hook(None, default_hooks.fp16_compress_hook)  # DDP: send half the bytes
-    return StepSetup(model, loader, optimizer, scheduler, make_scaler(precision, ctx.device), precision, config,
-                     ctx.device)
+    return StepSetup(model, loader, optimizer, scheduler, make_scaler(precision, ctx.device), config, ctx.device)
 
 
 def synchronize(device) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from . import distributed
 from .checkpoint import CONFIG_FILE, require_checkpoint
 from .config import (PRESETS, ConfigError, TrainConfig, add_config_options, apply_overrides, build_config,
-                     overrides_from, unknown_field_message)
+                     overrides_from, reject_unknown_options)
 from .data import DataError
 from .distributed import DistError
 from .modeling import ModelError
@@ -39,15 +39,6 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as err:
         print(f"distrinews: error: {err}", file=sys.stderr)
         return 2
-
-
-def reject_unknown_options(unknown: list[str]) -> None:
-    """Unknown options are near-misses of config fields more often than not: suggest the closest one."""
-    if unknown:
-        option = next((arg for arg in unknown if arg.startswith("--")), None)
-        if option is None:
-            raise ConfigError(f"unexpected argument {unknown[0]!r}; options take the form --field-name VALUE")
-        raise ConfigError(unknown_field_message(option[2:].split("=")[0].replace("-", "_")))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -226,6 +226,15 @@ def overrides_from(args: argparse.Namespace) -> dict:
     return overrides
 
 
+def reject_unknown_options(unknown: list[str]) -> None:
+    """Unknown options are near-misses of config fields more often than not: suggest the closest one."""
+    if unknown:
+        option = next((arg for arg in unknown if arg.startswith("--")), None)
+        if option is None:
+            raise ConfigError(f"unexpected argument {unknown[0]!r}; options take the form --field-name VALUE")
+        raise ConfigError(unknown_field_message(option[2:].split("=")[0].replace("-", "_")))
+
+
 def parse_command_line(argv: list[str] | None = None, prog: str | None = None) -> TrainConfig:
     """`--preset NAME` plus field overrides -> a TrainConfig; a bad option or value exits 2 with one clear line."""
     parser = argparse.ArgumentParser(prog=prog, allow_abbrev=False,
@@ -234,11 +243,7 @@ def parse_command_line(argv: list[str] | None = None, prog: str | None = None) -
     add_config_options(parser)
     args, unknown = parser.parse_known_args(argv)
     try:
-        if unknown:
-            option = next((arg for arg in unknown if arg.startswith("--")), None)
-            if option is None:
-                raise ConfigError(f"unexpected argument {unknown[0]!r}; options take the form --field-name VALUE")
-            raise ConfigError(unknown_field_message(option[2:].split("=")[0].replace("-", "_")))
+        reject_unknown_options(unknown)
         return build_config(args.preset, overrides_from(args))
     except ConfigError as err:
         parser.error(str(err))
