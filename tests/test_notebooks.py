@@ -1,6 +1,8 @@
 """The course notebooks: committed clean, built with the house anatomy, and run top to bottom on CPU.
 
-Execution uses the smoke preset (no GPU here), each notebook in its own fresh folder, as `make site` does.
+Execution uses the smoke preset, named explicitly: this machine has real AG News rows and the real small model,
+so it would pick cpu-course, which `make site` runs and which takes minutes per notebook. Each notebook runs in
+its own fresh folder, as `make site` does.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import pytest
 
 from conftest import ROOT
 from distrinews.course import NOTEBOOKS, PARAMETERS_CELL, SETUP_CELL, Notebook
-from distrinews.site import build_site, execute_notebook, render_html
+from distrinews.site import add_run_header, build_site, execute_notebook, render_html, reported_run
 
 NOTEBOOK_DIR = ROOT / "notebooks"
 IDS = [nb.name for nb in NOTEBOOKS]
@@ -20,9 +22,9 @@ OPENING = ["What you'll do", "What you'll learn", "What you'll need"]
 CLOSING = ["Key takeaways", "Interview one-liner", "Check your understanding", "Further reading"]
 ALLOWED_NOTEBOOK_METADATA = {"kernelspec", "language_info"}
 ALLOWED_CELL_METADATA = {"tags"}
-# As on a learner's machine: the hardware picks the preset, and torchrun gives each worker one thread
+# The smoke preset keeps the suite fast; torchrun gives each worker one thread, as on a learner's machine
 # (conftest's OMP_NUM_THREADS=2 would make two workers fight over two cores).
-NOTEBOOK_ENV = {"DISTRINEWS_PRESET": "", "OMP_NUM_THREADS": None}
+NOTEBOOK_ENV = {"DISTRINEWS_PRESET": "smoke", "OMP_NUM_THREADS": None}
 
 
 def read(nb: Notebook):
@@ -107,9 +109,11 @@ def test_notebook_runs_top_to_bottom_and_renders(nb, tmp_path):
     print(f"{nb.filename}: {seconds:.0f} s")
     text = "\n".join(out.get("text", "") for cell in executed.cells if cell.cell_type == "code"
                      for out in cell.outputs)
-    assert "preset: smoke" in text, "without a GPU the notebook must pick the smoke preset and say so"
+    assert "preset: smoke (from $DISTRINEWS_PRESET)" in text, "the notebook must take the preset it is given"
+    assert reported_run(executed)["model"].startswith("tiny"), "the run box names what the notebook ran on"
+    add_run_header(executed, seconds)
     page = render_html(executed)
-    assert nb.title in page
+    assert nb.title in page and page.index("distrinews-run") < page.index(nb.title), "the run box comes first"
 
 
 def test_site_index_lists_every_notebook_in_order(tmp_path):

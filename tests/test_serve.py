@@ -1,5 +1,6 @@
 """`distrinews serve` as `make demo` runs it: the Space app on a checkpoint, answering its JSON API on localhost."""
 
+import importlib.util
 import sys
 
 import httpx
@@ -22,3 +23,9 @@ def test_serve_answers_health_and_predict(smoke_run, tmp_path):
     (prediction,) = answer.json()["predictions"]
     assert prediction["label"] in LABEL_NAMES and set(prediction["probabilities"]) == set(LABEL_NAMES)
     assert abs(sum(prediction["probabilities"].values()) - 1) < 1e-4
+    # The CPU's default path: ONNX Runtime int8 where it is installed, else PyTorch's, with the reason in the log.
+    log = (tmp_path / "serve.log").read_text()
+    if importlib.util.find_spec("onnxruntime"):
+        assert health.json()["engine"] == "onnx-int8" and "engine: onnx-int8 on the CPU" in log
+    else:
+        assert health.json()["engine"] == "torch-int8" and "onnxruntime not installed" in log

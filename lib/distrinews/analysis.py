@@ -21,7 +21,7 @@ from .labels import LABEL_NAMES
 
 # bench.benchmark_inference's report keys, in the order a reader compares them, with what each one is.
 VARIANTS = {"pipeline": "transformers pipeline (fp32)", "fp32": "NewsClassifier fp32",
-            "optimized": "NewsClassifier int8"}
+            "optimized": "NewsClassifier default CPU path"}
 
 
 # ---- the data the run was evaluated on -------------------------------------------------------------------

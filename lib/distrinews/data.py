@@ -1,4 +1,4 @@
-"""Load AG News from local CSVs, a Kaggle input folder, the Hugging Face hub, or synthetic text.
+"""Load AG News from local CSVs, a Kaggle input folder, a local AG News folder, the hub, or synthetic text.
 
 Every split comes out the same way: texts (title + " " + description) and labels 0-3.
 Bad input raises DataError with the file, the line and how to fix it; nothing is dropped silently.
@@ -21,7 +21,9 @@ HUB_DATASET = "fancyzhx/ag_news"
 BAD_ROW_POLICIES = ("error", "skip")
 
 _ORIGINAL_HEADER = ["classindex", "title", "description"]
-_OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+LOCAL_DATA_ENV = "DISTRINEWS_AG_NEWS"  # names a folder of real AG News CSVs on this machine (see local_dataset_dir)
+CHECKOUT_ROOT = Path(__file__).resolve().parents[2]  # the repository, when the library runs from a checkout
 _EXPECTED_FILES = (
     "expected an AG News CSV: the original form (class 1-4, title, description; e.g. train.csv and "
     "test.csv of Kaggle's 'AG News Classification Dataset') or the Hugging Face form (a header "
@@ -192,11 +194,12 @@ def load_news(source: str = "auto", *, train_files=(), test_file=None, kaggle_ro
               max_train_rows=None, max_test_rows=None, val_fraction=0.0, seed=42,
               synthetic_train_size=2000, synthetic_test_size=500, bad_rows="error",
               log=print) -> NewsData:
-    """Load AG News from `source`; "auto" tries files, then kaggle, then hub, then synthetic.
+    """Load AG News from `source`; "auto" tries files, then kaggle, then a local folder, then hub, then synthetic.
 
     auto: "files" if train_files or test_file is given (then both are required); else "kaggle" if
-    a folder with train.csv and test.csv is under kaggle_root; else "hub" unless HF_HUB_OFFLINE or
-    HF_DATASETS_OFFLINE is set or the download fails; else "synthetic", with a loud log line.
+    a folder with train.csv and test.csv is under kaggle_root; else the local AG News folder
+    (local_dataset_dir: $DISTRINEWS_AG_NEWS or the checkout's sibling shared/realdata/ag_news); else "hub"
+    unless HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set or the download fails; else "synthetic", loudly.
     A source asked for by name never falls back. Files given are read, or the call fails: another named
     source with files is refused, and a missing file is an error that names it. Caps take seeded random
     subsets; val_fraction carves validation out of train after capping. Bad-row errors name the file's
@@ -233,16 +236,48 @@ def load_news(source: str = "auto", *, train_files=(), test_file=None, kaggle_ro
 
 
 def _load_auto_real(kaggle_root, bad_rows, log):
-    """Load Kaggle input or the hub if available; else say loudly that data will be synthetic."""
+    """Load Kaggle input, the local AG News folder or the hub if available; else say loudly that data is synthetic."""
     folder = _find_kaggle_dir(kaggle_root, required=False)
     if folder is not None:
         return _load_kaggle(folder, bad_rows, log)
+    local = local_dataset_dir()
+    if local is not None:
+        train_files, test_file = local_dataset_files(local)
+        train, test, _ = _load_files(train_files, test_file, bad_rows, log)
+        return train, test, f"local: {local} ({', '.join(p.name for p in train_files)} train, test.csv test)"
     loaded, why = _try_hub()
     if loaded is not None:
         return loaded
-    log(f"auto: no --train-file/--test-file, no AG News folder under {kaggle_root}, {why}; "
-        "using SYNTHETIC data: numbers mean nothing about AG News")
+    log(f"auto: no --train-file/--test-file, no AG News folder under {kaggle_root} or in ${LOCAL_DATA_ENV}, "
+        f"{why}; using SYNTHETIC data: numbers mean nothing about AG News")
     return None
+
+
+def local_dataset_dir() -> Path | None:
+    """A folder of real AG News CSVs on this machine, or None: the one $DISTRINEWS_AG_NEWS names, else
+    ../shared/realdata/ag_news beside a checkout of this repository (where the course's CI keeps real rows)."""
+    named = os.environ.get(LOCAL_DATA_ENV, "").strip()
+    candidates = [Path(named)] if named else []
+    if (CHECKOUT_ROOT / "lib" / "distrinews").is_dir():  # an installed wheel has no repository beside it
+        candidates.append(CHECKOUT_ROOT.parent / "shared" / "realdata" / "ag_news")
+    return next((folder for folder in candidates if local_dataset_files(folder)), None)
+
+
+def local_dataset_files(folder) -> tuple[list[Path], Path] | None:
+    """(train CSVs, test CSV) of an AG News folder: test.csv, and train.csv when present, else every other CSV
+    (the shared folder's train_subset_2000.csv and valid_subset_2000.csv, both rows of AG News's train split)."""
+    folder = Path(folder)
+    test = folder / "test.csv"
+    if not test.is_file():
+        return None
+    train = [folder / "train.csv"] if (folder / "train.csv").is_file() else sorted(
+        path for path in folder.glob("*.csv") if path.name != "test.csv")
+    return (train, test) if train else None
+
+
+def count_rows(paths) -> int:
+    """Data rows in AG News CSVs (either form), counted without keeping the texts."""
+    return sum(len(_read_rows(Path(path), "skip")[1]) for path in paths)
 
 
 def _load_files(train_files: list, test_file, bad_rows: str, log):
@@ -312,7 +347,7 @@ def _load_hub():
 
 def _try_hub():
     """Return (loaded splits, None), or (None, a one-line reason the hub was not used)."""
-    for var in _OFFLINE_VARS:
+    for var in OFFLINE_VARS:
         if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
             return None, f"hub not tried because {var}={os.environ[var]} (offline mode)"
     try:

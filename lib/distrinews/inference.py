@@ -3,25 +3,27 @@
     clf = NewsClassifier.load("runs/cpu-demo/checkpoint")
     clf.predict("Stocks rally as oil prices fall")   # {"label": "Business", "probabilities": {...}, ...}
 
-`device="auto"` runs the model on CUDA when torch sees a GPU, else on the CPU. Where it runs on the CPU, the
-default `optimize="auto"` applies dynamic int8 quantization to the Linear layers (weights stored in int8,
-activations quantized on the fly): the encoder's matrix multiplies dominate CPU time, and int8 runs them several
-times faster at a small accuracy cost that `distrinews bench accuracy` measures. On CUDA the weights stay
-float32: the int8 kernels (`quantized::linear_dynamic`) exist only for CPUs, so an int8 model on a GPU fails on
-its first forward.
+`device="auto"` runs the model on CUDA when torch sees a GPU, else on the CPU. On the CPU the default
+`optimize="auto"` picks, at load time, the fastest path this machine and its installed packages allow, and says
+which in `clf.engine` (and why, in `clf.engine_note`, when it fell back):
 
-Measured on the 2-core course machine, idle (`distrinews bench infer`, DistilBERT-base architecture, random
-weights, 52-token headline, p50 of single-text latency): with torch's default 2 threads, transformers
-pipeline 48.5 ms, fp32 NewsClassifier 47.4 ms, int8 14.9 ms, ratio 0.31; with 1 thread 69.4, 68.5 and
-19.4 ms, ratio 0.28. The default keeps torch's thread count (fastest on an idle machine); on a machine
-shared with other busy processes one thread did better for every variant (`num_threads=1`).
-Accuracy cost (`distrinews bench accuracy`, MiniLM fine-tuned on 4,000 real rows, full AG News test set of
-7,600): fp32 0.8933, int8 0.8921, -0.12 points, inside the 0.5-point budget, so every Linear layer is quantized,
-the classifier head included (keeping the head in fp32 would buy nothing measurable).
+1. `onnx-int8`: the model exported to ONNX and run by ONNX Runtime with dynamic int8 weights (7-bit on x86 without
+   VNNI; see `distrinews.onnx_export`), when onnxruntime, onnx and onnxscript are installed and the export works;
+   the exported files are cached, keyed by the weights, so only the first load pays for the export (~15 s);
+2. `torch-int8`: PyTorch's dynamic int8 quantization of every Linear layer, the fallback, with a one-line
+   warning naming the reason.
+
+Why ONNX Runtime: PyTorch's dynamic int8 gains much less where the CPU lacks VNNI (issue 15: int8/pipeline p50
+0.42 on a 2-core AVX2 EPYC, 0.29 on another machine), and ONNX Runtime also fuses LayerNorm and GELU. Measured
+side by side with `distrinews bench infer` (every candidate, the CPU's instruction sets named in the report) and
+`distrinews bench accuracy` (each path's accuracy on the full test set and its label agreement with fp32); the
+figures are in the README. On CUDA the weights stay float32 in torch: the int8 kernels here are CPU kernels.
+`num_threads` sets torch's threads, and ONNX Runtime's follow torch's count.
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 
@@ -31,7 +33,12 @@ from .labels import LABEL_NAMES
 from .modeling import build_model, build_tokenizer
 
 DEVICES = ("auto", "cpu", "cuda")
-OPTIMIZE = ("auto", "int8", "none")
+OPTIMIZE = ("auto", "onnx-int8", "onnx-fp32", "int8", "none")  # int8: PyTorch's dynamic int8
+ENGINES = {  # what runs the model, as `NewsClassifier.engine` names it
+    "onnx-int8": "ONNX Runtime, dynamic int8", "onnx-fp32": "ONNX Runtime, float32",
+    "torch-int8": "PyTorch, dynamic int8", "torch-fp32": "PyTorch, float32",
+}
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,12 +55,20 @@ class NewsClassifier:
     """A loaded model and tokenizer that turn headlines into AG News labels and probabilities."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, max_length: int = 128, batch_size: int = 32,
-                 device: str | None = None):
+                 device: str | None = None, engine: str | None = None, engine_note: str | None = None):
         self.model, self.tokenizer = model.eval(), tokenizer
         self.max_length, self.batch_size = max_length, batch_size
         # Where the weights are, so the inputs go there too; None: ask the model (an int8 model is on the CPU).
         self.device = device or str(next(model.parameters(), torch.empty(0)).device)
         self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        self.engine = engine or guess_engine(model)  # a key of ENGINES
+        self.engine_note = engine_note  # why `optimize="auto"` fell back from its first choice; None when it did not
+
+    def describe(self) -> str:
+        """`onnx-int8 on the CPU (ONNX Runtime, dynamic int8)`, plus the fallback reason when there was one."""
+        where = "the GPU" if self.device.startswith("cuda") else "the CPU"
+        note = f"; {self.engine_note}" if self.engine_note else ""
+        return f"{self.engine} on {where} ({ENGINES[self.engine]}{note})"
 
     @classmethod
     def load(cls, source: str, optimize: str = "auto", device: str = "auto", max_length: int = 128,
@@ -61,20 +76,35 @@ class NewsClassifier:
         """Load from a checkpoint directory or hub id onto the device it will run on.
 
         Args:
-            optimize: "auto" (int8 where the model runs on the CPU, float32 on CUDA), "int8" (CPU only) or "none".
-            device: "auto" (CUDA when torch sees a GPU, else the CPU; the CPU for optimize="int8"), "cpu" or "cuda".
-            num_threads: torch CPU threads (0 = leave torch's default: one per physical core).
+            optimize: "auto" (on the CPU: ONNX Runtime int8, else PyTorch int8; float32 on CUDA), "onnx-int8",
+                "onnx-fp32", "int8" (PyTorch's dynamic int8; these three on the CPU only) or "none" (float32).
+            device: "auto" (CUDA when torch sees a GPU and optimize allows it, else the CPU), "cpu" or "cuda".
+            num_threads: torch CPU threads, ONNX Runtime's too (0 = leave torch's default: one per physical core).
         """
         device = pick_device(device, optimize)
         if num_threads:
             torch.set_num_threads(num_threads)
         tokenizer = build_tokenizer(source)
         model = build_model(source, tokenizer).float().eval()
-        if optimize == "int8" or (optimize == "auto" and device == "cpu"):
-            model = quantize_int8(model)
+        if device == "cpu" and optimize in ("auto", "onnx-int8", "onnx-fp32"):
+            from .onnx_export import OnnxUnavailable, load_onnx_model
+
+            try:
+                onnx_model = load_onnx_model(model, quantize=optimize != "onnx-fp32")
+                engine = "onnx-fp32" if optimize == "onnx-fp32" else "onnx-int8"
+                return cls(onnx_model, tokenizer, max_length=max_length, device="cpu", engine=engine)
+            except OnnxUnavailable as err:
+                if optimize != "auto":
+                    raise ValueError(f"optimize={optimize!r} cannot run here: {err}") from err
+                note = f"ONNX Runtime not used: {err}"
+                LOG.warning("distrinews: %s; running PyTorch's dynamic int8 instead", note)
+                return cls(quantize_int8(model), tokenizer, max_length=max_length, device="cpu",
+                           engine="torch-int8", engine_note=note)
+        if optimize == "int8":
+            return cls(quantize_int8(model), tokenizer, max_length=max_length, device="cpu", engine="torch-int8")
         # On ZeroGPU this runs when app.py is imported, where `spaces` emulates CUDA: it replays the move on the
         # real GPU that each @spaces.GPU call borrows.
-        return cls(model.to(device), tokenizer, max_length=max_length, device=device)
+        return cls(model.to(device), tokenizer, max_length=max_length, device=device, engine="torch-fp32")
 
     @torch.inference_mode()
     def predict(self, texts: str | list[str]) -> Prediction | list[Prediction]:
@@ -108,17 +138,26 @@ class NewsClassifier:
 def pick_device(device: str, optimize: str) -> str:
     """Where the model runs: "cpu" or "cuda"; the error names a combination that cannot run."""
     if optimize not in OPTIMIZE:
-        raise ValueError(f"optimize must be auto, int8 or none; got {optimize!r}")
+        raise ValueError(f"optimize must be one of {', '.join(OPTIMIZE)}; got {optimize!r}")
     if device not in DEVICES:
         raise ValueError(f"device must be auto, cpu or cuda; got {device!r}")
+    cpu_only = optimize not in ("auto", "none")
     if device == "auto":
-        return "cuda" if optimize != "int8" and torch.cuda.is_available() else "cpu"
-    if device == "cuda" and optimize == "int8":
-        raise ValueError("optimize='int8' runs only on the CPU (quantized::linear_dynamic has no CUDA kernel): "
-                         "use device='cpu', or optimize='auto' for float32 weights on CUDA")
+        return "cuda" if not cpu_only and torch.cuda.is_available() else "cpu"
+    if device == "cuda" and cpu_only:
+        raise ValueError(f"optimize={optimize!r} runs only on the CPU (its int8 and ONNX Runtime kernels here are "
+                         "CPU kernels): use device='cpu', or optimize='auto' for float32 weights on CUDA")
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' but torch sees no CUDA GPU: use device='auto' or 'cpu'")
     return device
+
+
+def guess_engine(model) -> str:
+    """The engine of a model handed to NewsClassifier directly (not through `load`)."""
+    if hasattr(model, "session"):
+        return "onnx-int8" if model.int8 else "onnx-fp32"
+    quantized = any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.modules())
+    return "torch-int8" if quantized else "torch-fp32"
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
@@ -130,4 +169,5 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
         return quantize_dynamic(model.cpu(), {torch.nn.Linear}, dtype=torch.qint8)
 
 
-__all__ = ["DEVICES", "LABEL_NAMES", "NewsClassifier", "Prediction", "pick_device", "quantize_int8"]
+__all__ = ["DEVICES", "ENGINES", "LABEL_NAMES", "NewsClassifier", "OPTIMIZE", "Prediction", "pick_device",
+           "quantize_int8"]

@@ -212,6 +212,33 @@ def step_budget(rows, bandwidth):
     return pd.DataFrame(budget)
 
 
+# ---- measurements committed in the repository's results/ -----------------------------------------
+
+COMMITTED_DIR = Path(__file__).resolve().parents[2] / "results"  # a checkout's results/ (absent in a wheel)
+COMMITTED_COLUMNS = ("label", "gpu_count", "timestamp")  # who measured, and when: shown first in every row
+
+
+def committed_results(kind: str, columns=(), folder: str | Path | None = None, **equal):
+    """The rows of results/KIND.csv, measured on real GPUs and committed, to show beside a reader's own numbers.
+
+    Keeps the rows whose columns equal `equal` (world_size=2) and shows the hardware and date of each first.
+    Returns a DataFrame, or None after saying plainly that no such measurement exists yet.
+    """
+    import pandas as pd
+
+    path = Path(folder or COMMITTED_DIR) / f"{kind}.csv"
+    rows = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    for column, value in equal.items():
+        rows = rows[rows[column] == value] if column in rows.columns else rows.iloc[0:0]
+    if rows.empty:
+        where = path if path.parent.exists() else f"{path.name} (this install has no results/ folder)"
+        print(f"No measurement on real GPUs is committed for this yet ({where}: no matching rows). The numbers on "
+              f"this page are the only ones; results/README.md says how to record a GPU run.")
+        return None
+    shown = [c for c in (*COMMITTED_COLUMNS, *columns) if c in rows.columns]
+    return rows[shown].rename(columns={"label": "hardware", "timestamp": "measured (UTC)"}).reset_index(drop=True)
+
+
 def last_json(lines) -> dict:
     """The JSON object a `--json` command printed last (captured with `out = !distrinews ... --json`)."""
     import json
@@ -226,10 +253,10 @@ def last_json(lines) -> dict:
 
 
 def measured_on(rows) -> str:
-    """Plot-title prefix naming the hardware; CPU results say loudly that they are smoke results."""
+    """Plot-title prefix naming the hardware; CPU results say loudly that they are no GPU figure."""
     labels = sorted(set(rows["label"].astype(str)))
     cpu = any(label.startswith("CPU") for label in labels)
-    return ("CPU SMOKE RESULT (not a GPU figure): " if cpu else "") + ", ".join(labels)
+    return ("CPU MEASUREMENT (not a GPU figure): " if cpu else "") + ", ".join(labels)
 
 
 def variant_names(rows) -> list[str]:

@@ -32,7 +32,8 @@ SPACE_SOURCE = next((d for d in (Path(__file__).resolve().parents[2] / "space", 
                      if (d / "app.py").exists()), Path(__file__).resolve().parents[2] / "space")
 PACKAGE_DIR = Path(__file__).resolve().parent
 # What app.py imports, directly or not: staged beside it, so the Space needs no install of the library
-APP_MODULES = ("__init__.py", "environment.py", "inference.py", "labels.py", "modeling.py", "synthetic.py")
+APP_MODULES = ("__init__.py", "environment.py", "inference.py", "labels.py", "modeling.py", "onnx_export.py",
+               "synthetic.py")
 MODEL_FILES_SKIPPED = ("training_state.pt",)  # optimizer state: large, and only for resuming
 PLACEHOLDER_MODEL = "OWNER/distrinews-distilbert-agnews"
 REQUIRED_FRONT_MATTER = ("title", "emoji", "colorFrom", "colorTo", "sdk", "sdk_version", "app_file",
@@ -84,6 +85,7 @@ def command_serve(args) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     app = load_app(app_file)
     print(f"serving {args.checkpoint} at http://{args.host}:{args.port}")
+    print(f"engine: {app.CLASSIFIER.describe()}")  # which path load picked on this machine, and why
     print(f"DistriNews demo: http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
     # share=False: on Kaggle Gradio would otherwise open a public gradio.live tunnel on its own
     app.launch(server_name=args.host, server_port=args.port, share=False, quiet=True)

@@ -4,23 +4,27 @@
     distrinews site --only 01 05        # some of them
     distrinews site --no-execute        # render the committed (output-free) notebooks as they are
 
-Each notebook runs in its own fresh working folder, as a learner's fork would, so none depends on files that
-another one left behind.
+Each notebook runs in its own fresh working folder, as a learner's fork would. The one exception mirrors Kaggle:
+a notebook that reads another's output there (08 and 09 read 05's trained run, `Notebook.reads_output_of`) finds
+that run in its folder when the other one ran earlier in the same build. Each page starts with what it ran on
+(the box `course.resolve_preset` showed, lifted to the top), and the index lists every page with its run time.
 """
 
 from __future__ import annotations
 
 import argparse
 import html
+import json
 import os
 import time
 from pathlib import Path
 
-from .course import NOTEBOOKS, Notebook, notebook
+from .course import DDP_RUN, NOTEBOOKS, REPOSITORY, RUN_KEY, Notebook, notebook, run_html
 
 ROOT = Path(__file__).resolve().parents[2]  # a checkout: lib/distrinews/site.py
 NOTEBOOK_DIR = ROOT / "notebooks"
-CELL_TIMEOUT_S = 300  # one cell; the longest is a smoke torchrun with a restart
+CELL_TIMEOUT_S = 900  # one cell; the longest is a real-data training run on a 2-core CPU
+TIMES_FILE = "run-times.json"  # seconds per executed notebook, kept between partial builds (--only)
 
 
 def add_commands(commands) -> None:
@@ -67,6 +71,43 @@ def execute_notebook(path: Path, workdir: Path, timeout: int = CELL_TIMEOUT_S, e
         os.environ.update(saved)
 
 
+def reported_run(nb) -> dict | None:
+    """What the notebook said it ran on: the metadata of the box `course.resolve_preset` displayed."""
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            run = output.get("metadata", {}).get(RUN_KEY)
+            if run:
+                return dict(run)
+    return None
+
+
+def add_run_header(nb, seconds: float | None = None) -> None:
+    """Put the "ran on" box at the very top of an executed notebook, so a reader sees it before the lesson."""
+    import nbformat
+
+    run = reported_run(nb)
+    if run is None:
+        return
+    took = "" if seconds is None else f" Executed top to bottom in {format_seconds(seconds)} by `distrinews site`."
+    note = ("Every number and figure on this page was measured in this run, on the machine named here"
+            + (", with the smoke preset's tiny model and synthetic news: they show that the code runs, not what a "
+               "real run achieves." if run["preset"] == "smoke" else ".") + took)
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(run_html(run) + f"\n\n*{note}*"))
+
+
+def attach_outputs(nb_info: Notebook, workdir: Path, out: Path) -> None:
+    """As on Kaggle, where 08 and 09 attach notebook 05's output: link its run folder into this notebook's."""
+    if not nb_info.reads_output_of:
+        return
+    source = out / "_work" / notebook(nb_info.reads_output_of).name / DDP_RUN
+    if (source / "checkpoint" / "config.json").is_file():
+        target = workdir / DDP_RUN
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            target.symlink_to(source.resolve(), target_is_directory=True)
+        print(f"  reads {nb_info.reads_output_of}'s run: {source}", flush=True)
+
+
 def render_html(nb) -> str:
     """The notebook as one self-contained HTML page (nbconvert's lab template)."""
     from nbconvert import HTMLExporter
@@ -75,33 +116,122 @@ def render_html(nb) -> str:
     return body
 
 
-def build_site(out: Path, selected: list[Notebook], notebook_dir: Path = NOTEBOOK_DIR, execute: bool = True) -> None:
-    """Render the selected notebooks (executed unless told not to) and an index that lists them in order."""
+def build_site(out: Path, selected: list[Notebook], notebook_dir: Path = NOTEBOOK_DIR, execute: bool = True,
+               env: dict | None = None) -> None:
+    """Render the selected notebooks (executed unless told not to, with `env` applied to their kernels) and an
+    index that lists every rendered page in course order."""
     import nbformat
 
     out.mkdir(parents=True, exist_ok=True)
+    times = read_times(out)
     for nb_info in selected:
         path = notebook_dir / nb_info.filename
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing; NOTEBOOKS in distrinews/course.py lists it")
         if execute:
             print(f"executing {nb_info.filename} ...", flush=True)
-            nb, seconds = execute_notebook(path, out / "_work" / nb_info.name)
+            workdir = out / "_work" / nb_info.name
+            attach_outputs(nb_info, workdir, out)
+            nb, seconds = execute_notebook(path, workdir, env=env)
             print(f"  done in {seconds:.0f} s", flush=True)
+            add_run_header(nb, seconds)
+            times[nb_info.number] = {"seconds": round(seconds), "run": reported_run(nb)}
         else:
             nb = nbformat.read(path, as_version=4)
+            times.pop(nb_info.number, None)  # this page now shows no outputs
         (out / f"{nb_info.name}.html").write_text(render_html(nb))
-    (out / "index.html").write_text(render_index(selected))
+    (out / TIMES_FILE).write_text(json.dumps(times, indent=2) + "\n")
+    (out / "index.html").write_text(render_index(selected if not execute else list_rendered(out), times))
     print(f"site: {out / 'index.html'}")
 
 
-def render_index(selected: list[Notebook]) -> str:
+def read_times(out: Path) -> dict:
+    path = out / TIMES_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def list_rendered(out: Path) -> list[Notebook]:
+    """Every notebook with a page in `out`, in course order (a partial build keeps the earlier pages)."""
+    return [nb for nb in NOTEBOOKS if (out / f"{nb.name}.html").exists()]
+
+
+def format_seconds(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+KAGGLE_STEPS = (
+    "Sign in to Kaggle and verify your phone number once (Settings -> Phone verification): GPUs and internet need it.",
+    "Open a course notebook and click <strong>Copy &amp; Edit</strong>.",
+    "In <strong>Input</strong>, check that <code>distrinews-lib</code> (the library) and, for the notebooks that read "
+    "data, the <em>AG News Classification Dataset</em> are attached (<strong>Add Input</strong> otherwise).",
+    "<strong>Settings -> Accelerator -> GPU T4 x2</strong> for 00 and 02-07 and 10, and <strong>Settings -> Internet "
+    "-> on</strong> for the notebooks that download DistilBERT.",
+    "<strong>Run All</strong>. The first cells report the hardware and pick the preset: kaggle-t4x2 on two GPUs.",
+)
+LEARN = (
+    "How DistributedDataParallel works: processes, ranks, collectives, sharded data and averaged gradients, proved "
+    "step for step against one big batch.",
+    "How to train a transformer (DistilBERT on AG News) on one GPU, then on two with torchrun, in fp16 with a "
+    "gradient scaler, and resume it after a crash.",
+    "How to measure what a second GPU buys: throughput, scaling efficiency and all-reduce bandwidth, honestly "
+    "reported.",
+    "How to serve the trained classifier fast on a CPU and publish it as a Gradio Space.",
+    "How to see inside DDP: bucket overlap in a profiler timeline, hangs and mismatched collectives debugged, memory "
+    "per rank, and FSDP2 when DDP no longer fits.",
+)
+
+
+def render_index(selected: list[Notebook], times: dict | None = None) -> str:
+    """The course's home page: what it teaches, the notebooks with their summaries and run times, how to run them."""
+    times = times or {}
+
+    def run_time(nb: Notebook) -> str:
+        entry = times.get(nb.number)
+        if not entry:
+            return "not executed in this build"
+        run = entry.get("run") or {}
+        return f"ran in {format_seconds(entry['seconds'])} on the {html.escape(run.get('preset', '?'))} preset"
+
     items = "\n".join(
         f'  <li><a href="{nb.name}.html"><strong>{nb.number} {html.escape(nb.title)}</strong></a><br>'
-        f"{html.escape(nb.summary)}</li>" for nb in selected)
-    return ("<!doctype html>\n<html><head><meta charset='utf-8'><title>DistriNews: DDP training, step by step"
-            "</title>\n<style>body{font-family:sans-serif;max-width:50em;margin:2em auto;line-height:1.5}"
-            "li{margin:0.8em 0}</style></head>\n<body>\n<h1>DistriNews: learn distributed data-parallel "
-            "training</h1>\n<p>Fine-tune DistilBERT on AG News, from one GPU to two with DDP, then benchmark it "
-            "and publish a demo. Read the notebooks in order:</p>\n<ul style='list-style:none;padding:0'>\n" + items +
-            "\n</ul>\n</body></html>\n")
+        f"{html.escape(nb.summary)}<br><small>{run_time(nb)}; on Kaggle: "
+        f"{'GPU T4 x2' if nb.gpus == 2 else 'one GPU' if nb.gpus == 1 else 'CPU'}</small></li>" for nb in selected)
+    runs = [entry["run"] for entry in times.values() if entry.get("run")]
+    machine = (f"<p>The pages below were executed on {html.escape(runs[0]['hardware'])}, "
+               f"{html.escape(runs[0]['date'][:10])}; each page names its own run at the top.</p>" if runs else
+               "<p>These pages are rendered without running them (no outputs).</p>")
+    learn = "".join(f"<li>{html.escape(line)}</li>" for line in LEARN)
+    kaggle = "".join(f"<li>{step}</li>" for step in KAGGLE_STEPS)
+    demo = selected_link(selected, "09", "notebook 09")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>DistriNews: DDP training, step by step</title>
+<style>body{{font-family:sans-serif;max-width:52em;margin:2em auto;padding:0 1em;line-height:1.5}}
+li{{margin:0.6em 0}} ol.notebooks{{list-style:none;padding:0}} small{{color:#555}}</style></head>
+<body>
+<h1>DistriNews: learn distributed data-parallel training</h1>
+<p>A course of {len(NOTEBOOKS)} notebooks: fine-tune DistilBERT on AG News (120,000 news headlines in four
+topics), first on one GPU, then on two with PyTorch's DistributedDataParallel, then measure the speed-up, survive
+crashes, serve the model and publish a demo. It is written for Kaggle's free two T4 GPUs, and every notebook also
+runs top to bottom on a laptop CPU.</p>
+<h2>What you will learn</h2>
+<ul>{learn}</ul>
+<h2>The notebooks</h2>
+{machine}
+<ol class="notebooks">
+{items}
+</ol>
+<h2>Run it on Kaggle</h2>
+<ol>{kaggle}</ol>
+<h2>Demo and source</h2>
+<ul>
+<li>The demo: a Gradio app with a JSON API around the trained classifier; {demo} runs it and publishes it as a
+Hugging Face Space, and <code>make demo</code> trains and serves one on your own machine.</li>
+<li>The repository, with the library, the tests and these notebooks: <a href="{REPOSITORY}">{REPOSITORY}</a></li>
+</ul>
+</body></html>
+"""
+
+
+def selected_link(selected: list[Notebook], number: str, text: str) -> str:
+    nb = notebook(number)
+    return f'<a href="{nb.name}.html">{text}</a>' if nb in selected else text
