@@ -93,7 +93,8 @@ REPORT = {"model": "tiny", "runs": 5, "batch_size": 32, "cpu_threads": 2,
 
 def test_latency_table_reads_every_variant_and_the_ratio_to_the_pipeline():
     table = analysis.latency_table(REPORT)
-    assert list(table.index) == ["transformers pipeline (fp32)", "NewsClassifier fp32", "NewsClassifier int8"]
+    assert list(table.index) == ["transformers pipeline (fp32)", "NewsClassifier fp32",
+                                 "NewsClassifier default CPU path"]
     assert list(table["p50 ms (one text)"]) == [40.0, 30.0, 10.0]
     assert list(table["p95 ms (one text)"]) == [60.0, 45.0, 20.0]
     assert list(table["texts/s (batch of 32)"]) == [100.0, 150.0, 400.0]
