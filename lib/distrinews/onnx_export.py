@@ -80,10 +80,10 @@ def needs_reduced_range(isa: dict[str, bool] | None = None) -> bool:
 
 # ---- what is installed ---------------------------------------------------------------------------------------
 
-def onnx_unavailable() -> str | None:
-    """None when ONNX Runtime, onnx and onnxscript import; else one line naming what is missing."""
+def onnx_unavailable(*modules: str) -> str | None:
+    """None when the modules import (default: ONNX Runtime, onnx and onnxscript); else one line naming the missing."""
     missing = []
-    for module in ("onnxruntime", "onnx", "onnxscript"):
+    for module in modules or ("onnxruntime", "onnx", "onnxscript"):
         try:
             __import__(module)
         except ImportError:
@@ -151,23 +151,30 @@ def load_onnx_model(model: torch.nn.Module, quantize: bool = True, cache: str | 
     Raises:
         OnnxUnavailable: what is missing or what failed, in one line.
     """
-    reason = onnx_unavailable()
-    if reason:
-        raise OnnxUnavailable(reason)
+    require("onnxruntime")  # a cached file needs only the runtime; onnx and onnxscript (~2 s to import) make files
     reduced = quantize and (needs_reduced_range() if reduced_range is None else reduced_range)
     folder = prepare_folder(Path(cache)) if cache else prepare_folder(default_cache() / weights_key(model), prune=True)
     fp32_file = folder / "model.onnx"
     if not fp32_file.exists():
+        require("onnx", "onnxscript")  # the exporter
         export_onnx(model, fp32_file)
     path = fp32_file
     if quantize:
         path = folder / ("model-int8-7bit.onnx" if reduced else "model-int8.onnx")
         if not path.exists():
+            require("onnx")  # the quantizer reads and writes the graph with it
             quantize_onnx(fp32_file, path, reduced)
     try:
         return OnnxModel(path, model.config, threads or torch.get_num_threads(), quantize, reduced)
     except Exception as err:  # noqa: BLE001 - a damaged cached file or an old runtime: say which, fall back
         raise OnnxUnavailable(f"ONNX Runtime cannot load {path}: {one_line(err)}") from err
+
+
+def require(*modules: str) -> None:
+    """Raise OnnxUnavailable naming the modules that do not import."""
+    reason = onnx_unavailable(*modules)
+    if reason:
+        raise OnnxUnavailable(reason)
 
 
 def export_onnx(model: torch.nn.Module, path: Path) -> Path:
