@@ -253,11 +253,11 @@ def find_real_data(kaggle_root: str = "/kaggle/input") -> tuple[str, str]:
 
 def why_hub_closed() -> str:
     """"" when the Hugging Face hub can be used, else why not (an offline variable set, or no connection)."""
-    from .data import OFFLINE_VARS
+    from .data import offline_variable
 
-    offline = [var for var in OFFLINE_VARS if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on")]
+    offline = offline_variable()
     if offline:
-        return f"{offline[0]} is set"
+        return f"{offline} is set"
     return "" if internet_reachable() else "the hub is unreachable"
 
 

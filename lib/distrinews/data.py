@@ -345,11 +345,17 @@ def _load_hub():
     return loaded
 
 
+def offline_variable() -> str | None:
+    """The Hugging Face offline switch set in the environment (HF_HUB_OFFLINE=1, ...), or None."""
+    return next((var for var in OFFLINE_VARS
+                 if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on")), None)
+
+
 def _try_hub():
     """Return (loaded splits, None), or (None, a one-line reason the hub was not used)."""
-    for var in OFFLINE_VARS:
-        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
-            return None, f"hub not tried because {var}={os.environ[var]} (offline mode)"
+    var = offline_variable()
+    if var:
+        return None, f"hub not tried because {var}={os.environ[var]} (offline mode)"
     try:
         import datasets  # slow to import and only needed here
 

@@ -265,8 +265,10 @@ def memory_budget(n_params: int, batch: int, seq: int, hidden: int, heads: int, 
 
 def count_parameters_of(size: str) -> int:
     """Parameters of build_model(size), counted on the meta device: no memory, no initialisation."""
+    from .modeling import count_parameters
+
     with torch.device("meta"):
-        return sum(p.numel() for p in build_model(size).parameters())
+        return count_parameters(build_model(size))
 
 
 # -- stacks of a hung job --------------------------------------------------------------------------------------
