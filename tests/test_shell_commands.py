@@ -29,6 +29,14 @@ def test_a_command_that_exits_1_fails_the_notebook_and_names_itself(tmp_path):
     assert "never reached" not in message.split("Traceback")[0]
 
 
+def test_a_failed_command_whose_stderr_went_to_a_file_shows_that_file(tmp_path):
+    with pytest.raises(CellExecutionError) as failure:
+        run(tmp_path, "!mkdir -p logs && (echo first line; echo the real reason >&2; exit 2) 2> logs/x.err")
+    message = str(failure.value)
+    assert "exited with status 2" in message and "from logs/x.err" in message, message
+    assert "the real reason" in message, message
+
+
 def test_successful_commands_and_expected_failures_run_on(tmp_path):
     outputs = run(
         tmp_path,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -158,11 +159,31 @@ def work_folder(cwd: Path) -> Path | None:
 
 
 class ShellCommandError(subprocess.CalledProcessError):
-    """A `!command` in a notebook cell exited with a non-zero status."""
+    """A `!command` in a notebook cell exited with a non-zero status.
+
+    A cell that sends the command's stderr to a file (`2> logs/x.err`, to keep a page readable) would hide the
+    reason; the message ends with that file's last lines.
+    """
 
     def __str__(self) -> str:
-        return (f"!{self.cmd} exited with status {self.returncode}; the cell stops here (see the command's output "
-                f"above). A cell that means to show a failure runs it inside `with course.expect_failure():`")
+        message = (f"!{self.cmd} exited with status {self.returncode}; the cell stops here (see the command's "
+                   f"output above). A cell that means to show a failure runs it inside "
+                   f"`with course.expect_failure():`")
+        return message + _stderr_tail(self.cmd)
+
+
+def _stderr_tail(cmd: str, lines: int = 30) -> str:
+    match = re.search(r"(?<![0-9&>])2>\s*([^\s;&|]+)", cmd)
+    if not match:
+        return ""
+    path = Path(match.group(1)).expanduser()
+    try:
+        tail = path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    if not tail:
+        return f"\nIts stderr went to {path}, which is empty."
+    return f"\nThe last {len(tail)} lines of its stderr, from {path}:\n" + "\n".join(tail)
 
 
 _expected_failures: list[list[int]] = []  # one list of exit statuses per open expect_failure() block

@@ -14,6 +14,7 @@ Switches, read from the environment before the group starts:
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 import time
 import uuid
@@ -188,7 +189,14 @@ def check_enough_gpus(local_rank: int, local_world_size: int) -> None:
 
 
 def teardown(ctx: DistContext) -> None:
+    """Leave the process group, after the last collective. `del` the DDP wrapper first where a name still holds it.
+
+    A DDP wrapper that outlives its group is destroyed at interpreter exit, after the group, and gloo's threads
+    can then abort the exit: the rank "fails" after its work is done. DDP holds itself in reference cycles, so
+    `del` alone does not free it; the gc.collect() here does.
+    """
     if ctx.is_distributed and dist.is_initialized():
+        gc.collect()  # DDP: free DDP wrappers nothing refers to any more, while their process group still exists
         dist.destroy_process_group()  # DDP: leave cleanly so torchrun sees a normal exit
 
 
