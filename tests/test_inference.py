@@ -138,6 +138,45 @@ def test_on_a_cpu_machine_auto_runs_onnx_runtime_int8_exported_once(checkpoint, 
     assert again.predict(HEADLINES[0]).probabilities == clf.predict(HEADLINES[0]).probabilities
 
 
+def op_types(path: Path) -> set[str]:
+    import onnx
+
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def test_the_exported_graph_runs_onnx_runtimes_fused_attention_and_int8_qattention(checkpoint, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    clf = NewsClassifier.load(str(checkpoint))
+    assert {"Attention", "SkipLayerNormalization"} <= op_types(clf.model.path.with_name("model.onnx"))
+    assert "QAttention" in op_types(clf.model.path), "the int8 graph multiplies Q, K and V in float"
+
+
+def test_a_fused_graph_that_differs_from_torch_is_not_used(checkpoint, fp32, monkeypatch, tmp_path):
+    """A fusion that loses the padding mask: check_export's padded batch catches it, the unfused graph runs."""
+    import onnx
+
+    monkeypatch.setenv("DISTRINEWS_CACHE", str(tmp_path))
+    real_fuse = onnx_export.fuse_for_ort
+
+    def fuse_without_mask(source, path):
+        counts = real_fuse(source, path)
+        graph = onnx.load(str(path))
+        for node in graph.graph.node:
+            if node.op_type == "Attention":
+                node.input[3] = ""  # every key attended to, padding too
+        onnx.save(graph, str(path))
+        return counts
+
+    monkeypatch.setattr(onnx_export, "fuse_for_ort", fuse_without_mask)
+    clf = NewsClassifier.load(str(checkpoint), device="cpu")
+    assert clf.engine == "onnx-int8" and clf.engine_note is None
+    assert "Attention" not in op_types(clf.model.path.with_name("model.onnx"))
+    assert not list(tmp_path.rglob("*.fused")), "the rejected fused graph was left in the cache"
+    texts = generate_news(40, seed=5)[0]
+    same = sum(a.label == b.label for a, b in zip(fp32.predict(texts), clf.predict(texts)))
+    assert same >= 0.95 * len(texts)
+
+
 def test_onnx_fp32_matches_torch_on_any_batch_size_and_length(checkpoint, fp32):
     """The graph's batch and sequence axes are dynamic: one text, full batches of 32 and a remainder, long and short."""
     onnx = NewsClassifier.load(str(checkpoint), optimize="onnx-fp32")

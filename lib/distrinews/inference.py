@@ -14,7 +14,8 @@ which in `clf.engine` (and why, in `clf.engine_note`, when it fell back):
    warning naming the reason.
 
 Why ONNX Runtime: PyTorch's dynamic int8 gains much less where the CPU lacks VNNI (issue 15: int8/pipeline p50
-0.42 on a 2-core AVX2 EPYC, 0.29 on another machine), and ONNX Runtime also fuses LayerNorm and GELU. Measured
+0.42 on a 2-core AVX2 EPYC, 0.29 on another machine), and ONNX Runtime runs each layer's attention as one fused
+int8 kernel (QAttention), with LayerNorm and GELU fused too. Measured
 side by side with `distrinews bench infer` (every candidate, the CPU's instruction sets named in the report) and
 `distrinews bench accuracy` (each path's accuracy on the full test set and its label agreement with fp32); the
 figures are in the README. On CUDA the weights stay float32 in torch: the int8 kernels here are CPU kernels.
