@@ -36,7 +36,7 @@ site: $(VENV)/.installed
 	$(if $(wildcard $(REALDATA)/test.csv),DISTRINEWS_AG_NEWS=$(abspath $(REALDATA))) $(BIN)/distrinews site --out site
 
 # The course on Kaggle's versions (.ci/kaggle-versions.txt): its own venv (.venv-kaggle), the wheel installed
-# with --no-deps as on Kaggle, then DDP training, the CLI, the Space and the notebooks on those versions (~10 min).
+# with --no-deps as on Kaggle, then DDP training, the CLI, the Space and the notebooks on those versions (6 to 7 min).
 kaggle-check:
 	.ci/kaggle-check
 
