@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -175,6 +176,18 @@ def test_a_fused_graph_that_differs_from_torch_is_not_used(checkpoint, fp32, mon
     texts = generate_news(40, seed=5)[0]
     same = sum(a.label == b.label for a, b in zip(fp32.predict(texts), clf.predict(texts)))
     assert same >= 0.95 * len(texts)
+
+
+def test_an_export_in_an_app_that_logs_at_info_adds_no_exporter_or_fusion_lines(checkpoint, monkeypatch, tmp_path,
+                                                                                  caplog):
+    monkeypatch.setenv("DISTRINEWS_CACHE", str(tmp_path))
+    caplog.set_level(logging.INFO)
+    clf = NewsClassifier.load(str(checkpoint), device="cpu")
+    assert clf.engine == "onnx-int8"
+    quiet = ("onnxscript", "onnx_ir", "onnxruntime", "root")  # the quantizer advises on the root logger
+    noisy = [f"{r.name}: {r.getMessage()}" for r in caplog.records
+             if r.name.split(".")[0] in quiet or r.name.startswith("torch.onnx")]
+    assert not noisy, noisy[:5]
 
 
 def test_onnx_fp32_matches_torch_on_any_batch_size_and_length(checkpoint, fp32):

@@ -242,27 +242,26 @@ def fuse_for_ort(source: Path, path: Path) -> dict[str, int]:
     import onnxscript.optimizer
     from onnxscript.rewriter.ort_fusions import optimize_for_ort
 
-    model = ir.load(str(source))
     with warnings.catch_warnings(), quiet_logging():
         warnings.simplefilter("ignore")
-        model, counts = optimize_for_ort(model)
+        model, counts = optimize_for_ort(ir.load(str(source)))
         # Fold the concatenated Q, K, V weights into one constant: the quantizer quantizes constants only.
         onnxscript.optimizer.optimize(model, input_size_limit=FOLD_LIMIT, output_size_limit=FOLD_LIMIT)
-    attentions = [node for node in model.graph if node.op_type == "Attention" and node.domain == "com.microsoft"]
-    if not attentions:
-        raise OnnxUnavailable(f"no attention fused ({counts})")
-    mask = next(value for value in model.graph.inputs if value.name == "attention_mask")
-    mask_index = ir.node("Cast", [mask], attributes={"to": ir.DataType.INT32}, name="attention_mask_int32")
-    model.graph.insert_before(attentions[0], mask_index)
-    for node in attentions:
-        sizes = node.attributes.get("qkv_hidden_sizes")
-        if sizes is not None and len(set(sizes.as_ints())) == 1:
-            del node.attributes["qkv_hidden_sizes"]
-        if len(node.inputs) > 5 and node.inputs[5] is not None:  # the additive mask, computed from attention_mask
-            node.replace_input_with(5, None)
-            node.replace_input_with(3, mask_index.outputs[0])
-    onnxscript.optimizer.optimize(model)  # drops the nodes that computed the additive mask
-    ir.save(model, str(path))
+        attentions = [node for node in model.graph if node.op_type == "Attention" and node.domain == "com.microsoft"]
+        if not attentions:
+            raise OnnxUnavailable(f"no attention fused ({counts})")
+        mask = next(value for value in model.graph.inputs if value.name == "attention_mask")
+        mask_index = ir.node("Cast", [mask], attributes={"to": ir.DataType.INT32}, name="attention_mask_int32")
+        model.graph.insert_before(attentions[0], mask_index)
+        for node in attentions:
+            sizes = node.attributes.get("qkv_hidden_sizes")
+            if sizes is not None and len(set(sizes.as_ints())) == 1:
+                del node.attributes["qkv_hidden_sizes"]
+            if len(node.inputs) > 5 and node.inputs[5] is not None:  # the additive mask, from attention_mask
+                node.replace_input_with(5, None)
+                node.replace_input_with(3, mask_index.outputs[0])
+        onnxscript.optimizer.optimize(model)  # drops the nodes that computed the additive mask
+        ir.save(model, str(path))
     return {kind: count for kind, count in counts.items() if count}
 
 
@@ -317,23 +316,28 @@ def quantize_onnx(source: Path, path: Path, reduced_range: bool) -> Path:
     return path
 
 
+QUIET_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir")  # the exporter's and the fusions' notes, pass by pass
+
+
 @contextmanager
 def quiet_logging():
-    """Keep the exporter's notes and the quantizer's root-logger advice (pre-processing, which does not run on
-    this graph) off the screen.
+    """Keep the exporter's and the fusions' notes and the quantizer's root-logger advice (pre-processing, which
+    does not run on this graph) off the screen, even in an app that logs at INFO.
 
     `logging.warning` on an unconfigured root logger would also configure it for the whole process; a handler
     in place for the duration prevents that, and a filter drops the records logged meanwhile at the root.
     """
-    root, exporter = logging.getLogger(), logging.getLogger("torch.onnx")
-    handler, drop, level = logging.NullHandler(), (lambda record: False), exporter.level
+    root, loggers = logging.getLogger(), [logging.getLogger(name) for name in QUIET_LOGGERS]
+    handler, drop, levels = logging.NullHandler(), (lambda record: False), [log.level for log in loggers]
     root.addHandler(handler)
     root.addFilter(drop)
-    exporter.setLevel(logging.ERROR)  # the exporter's notes, e.g. on torchvision ops this model never uses
+    for log in loggers:
+        log.setLevel(logging.ERROR)  # e.g. the exporter on torchvision ops this model never uses
     try:
         yield
     finally:
-        exporter.setLevel(level)
+        for log, level in zip(loggers, levels):
+            log.setLevel(level)
         root.removeFilter(drop)
         root.removeHandler(handler)
 
