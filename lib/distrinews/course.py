@@ -21,6 +21,7 @@ and a cell whose command is meant to fail says so:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import subprocess
@@ -519,8 +520,13 @@ def probe_hardware() -> dict:
             "peer_access_0_1": peer, "torch": torch.__version__, "cpu_count": os.cpu_count()}
 
 
+@functools.cache
 def internet_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    """True when a TCP connection to the Hugging Face hub opens (Kaggle's internet switch, offline CI)."""
+    """True when a TCP connection to the Hugging Face hub opens (Kaggle's internet switch, offline CI).
+
+    Asked once per process: a notebook needs the answer in check_environment and twice more while choosing its
+    preset (real data? real model?), and offline each question would wait out the timeout again.
+    """
     import socket
 
     try:
