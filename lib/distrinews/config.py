@@ -42,6 +42,7 @@ class TrainConfig:
     bad_rows: str = "error"  # error | skip (skip counts and reports every skipped row)
     max_length: int = 128  # tokens; longer texts are truncated
     padding: str = "grouped"  # grouped (length-grouped batches) | dynamic (random batches) | max_length
+    balanced_steps: bool = True  # DDP, grouped: a step's batches are neighbours in length (false: dealt at random)
     # optimisation
     epochs: int = 2  # full passes over the training split
     max_steps: int = 0  # stop after this many optimizer steps (0 = run all epochs); the schedule spans them
