@@ -83,12 +83,19 @@ def test_bench_padding_on_real_ag_news(realdata):
     for strategy, figure in REAL_AG_NEWS.items():
         assert abs(report[strategy] - figure) <= 0.01, (strategy, report[strategy], figure)
     assert report["default"] == report["grouped"] <= 1.05
+    # Issue 22: balanced steps keep the ranks in step (0.994 and 0.986; dealt at random 0.863 and 0.756)
+    assert set(report["sync_efficiency"]) == set(report["sync_efficiency_dealt"]) == {"2", "4"}
+    for size in ("2", "4"):
+        assert report["sync_efficiency"][size] >= 0.98 > 0.9 > report["sync_efficiency_dealt"][size]
+    assert "2 ranks: 0.99" in proc.stdout and "dealt at random" in proc.stdout
 
 
 def test_bench_padding_without_a_file_says_it_measures_synthetic_news():
-    proc = run_cli("bench", "padding", "--model", "tiny", "--max-length", "64", "--shuffles", "2", "--json")
+    proc = run_cli("bench", "padding", "--model", "tiny", "--max-length", "64", "--shuffles", "2",
+                   "--world-sizes", "3", "--json")
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["data"].startswith("synthetic") and report["grouped"] < report["dynamic"] < report["max_length"]
+    assert list(report["sync_efficiency"]) == ["3"] and report["sync_efficiency"]["3"] > 0.95
 
 
 def test_bench_padding_measures_what_a_preset_trains_on():

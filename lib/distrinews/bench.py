@@ -4,7 +4,7 @@
     distrinews bench infer --json                      # every CPU candidate, DistilBERT-base, random weights
     distrinews bench infer --checkpoint runs/cpu-demo/checkpoint --runs 50
     distrinews bench accuracy --checkpoint runs/cpu-demo/checkpoint --test-file test.csv --json
-    distrinews bench padding --test-file test.csv --json   # tokens processed per real token
+    distrinews bench padding --test-file test.csv --json   # tokens per real token, DDP sync efficiency
     distrinews bench padding --preset kaggle-t4 --json      # on what that preset trains on
     distrinews bench train|compare-trainer|allreduce ...    # training and DDP: see distrinews.bench_train
 
@@ -43,6 +43,7 @@ BATCH_SIZE = 32
 # 610 ms with 2): pass --threads 1 there.
 DEFAULT_THREADS = 0
 PADDING_SHUFFLES = 10  # epochs averaged by `bench padding`: one shuffle's dynamic figure varies by +-0.012 (sd)
+SYNC_WORLD_SIZES = (2, 4)  # DDP world sizes whose sync efficiency `bench padding` reports
 
 
 def add_commands(commands) -> None:
@@ -110,6 +111,8 @@ def add_padding_command(tasks) -> None:
     padding.add_argument("--batch-size", type=int, help="texts per batch (default 32)")
     padding.add_argument("--shuffles", type=int, default=PADDING_SHUFFLES,
                          help=f"epochs (shuffles) to average over (default {PADDING_SHUFFLES})")
+    padding.add_argument("--world-sizes", type=int, nargs="+", default=list(SYNC_WORLD_SIZES),
+                         help="DDP world sizes whose sync efficiency to report (default 2 4)")
     padding.add_argument("--json", action="store_true", help="also print one JSON object as the last line")
     padding.set_defaults(command=command_bench_padding)
 
@@ -385,23 +388,31 @@ def command_bench_padding(args: argparse.Namespace) -> int:
 
     if args.shuffles < 1:
         raise ConfigError(f"--shuffles must be at least 1; got {args.shuffles}")
+    if min(args.world_sizes) < 2:
+        raise ConfigError(f"--world-sizes must be at least 2; got {args.world_sizes}")
     if args.preset:
-        report = measure_preset_padding(args.preset, args.model, args.max_length, args.batch_size, args.shuffles)
+        report = measure_preset_padding(args.preset, args.model, args.max_length, args.batch_size, args.shuffles,
+                                        args.world_sizes)
     else:
         report = measure_padding(args.train_file or args.test_file, args.model or "minilm", args.max_length or 128,
-                                 args.batch_size or 32, args.shuffles)
+                                 args.batch_size or 32, args.shuffles, args.world_sizes)
     print(f"{report['data']}: {report['n_texts']} texts, batches of {report['batch_size']}, max length "
           f"{report['max_length_tokens']}, mean of {report['shuffles']} shuffles")
     for strategy in ("max_length", "dynamic", "grouped"):
         print(f"  {strategy:<11} {report[strategy]:.3f} tokens processed per real token")
     print(f"  default ({report['default_strategy']}): {report['default']:.3f}")
+    print("sync efficiency under DDP, grouped (the ranks' mean padded tokens per step / the slowest rank's; "
+          "1.0 = no rank waits):")
+    for size, balanced in report["sync_efficiency"].items():
+        print(f"  {size} ranks: {balanced:.3f} balanced steps (default), "
+              f"{report['sync_efficiency_dealt'][size]:.3f} dealt at random (--balanced-steps false)")
     if args.json:
         print(json.dumps(report))
     return 0
 
 
 def measure_padding(csv_file: str | None, model: str = "minilm", max_length: int = 128, batch_size: int = 32,
-                    shuffles: int = PADDING_SHUFFLES) -> dict:
+                    shuffles: int = PADDING_SHUFFLES, world_sizes=SYNC_WORLD_SIZES) -> dict:
     """Tokens processed per real token for padding to max_length, dynamic padding and length grouping."""
     from .data import NewsSplit, read_news_csv
     from .modeling import build_tokenizer
@@ -413,11 +424,11 @@ def measure_padding(csv_file: str | None, model: str = "minilm", max_length: int
         texts, labels = generate_news(2000, seed=0)
     split = NewsSplit("bench", tuple(texts), tuple(labels))
     return {"data": csv_file or "synthetic news (2000 texts)", **padding_ratios(
-        split, build_tokenizer(model), model, max_length, batch_size, shuffles)}
+        split, build_tokenizer(model), model, max_length, batch_size, shuffles, world_sizes)}
 
 
 def measure_preset_padding(preset: str, model: str | None, max_length: int | None, batch_size: int | None,
-                           shuffles: int = PADDING_SHUFFLES) -> dict:
+                           shuffles: int = PADDING_SHUFFLES, world_sizes=SYNC_WORLD_SIZES) -> dict:
     """The same figures for what a preset trains on: its training split, length, per-device batch, tokenizer."""
     from .config import build_config
     from .training import load_data
@@ -428,11 +439,13 @@ def measure_preset_padding(preset: str, model: str | None, max_length: int | Non
     model = model or config.model_name
     return {"data": f"{preset}: {data.source} (train split)", **padding_ratios(
         data.train, build_tokenizer(model), model, max_length or config.max_length,
-        batch_size or config.per_device_batch_size, shuffles)}
+        batch_size or config.per_device_batch_size, shuffles, world_sizes)}
 
 
-def padding_ratios(split, tokenizer, model: str, max_length: int, batch_size: int, shuffles: int) -> dict:
-    """Each strategy's tokens processed per real token over the training loader, averaged over shuffles."""
+def padding_ratios(split, tokenizer, model: str, max_length: int, batch_size: int, shuffles: int,
+                   world_sizes=SYNC_WORLD_SIZES) -> dict:
+    """Each strategy's tokens processed per real token over the training loader, averaged over shuffles, and the
+    grouped loader's sync efficiency per DDP world size, with balanced steps and dealt at random."""
     from .batching import build_train_loader, tokenize_split
     from .config import TrainConfig
 
@@ -441,8 +454,23 @@ def padding_ratios(split, tokenizer, model: str, max_length: int, batch_size: in
                                                               pad_id=tokenizer.pad_token_id), shuffles)
               for strategy in ("max_length", "dynamic", "grouped")}
     default = TrainConfig().padding  # what training uses unless told otherwise
+    sync = {balanced: {str(size): mean_sync_efficiency(build_train_loader(
+                data, "grouped", batch_size, max_length, seed=0, pad_id=tokenizer.pad_token_id, world_size=size,
+                balanced=balanced), shuffles) for size in world_sizes} for balanced in (True, False)}
     return {"n_texts": len(split), "model": model, "max_length_tokens": max_length, "batch_size": batch_size,
-            "shuffles": shuffles, **ratios, "default_strategy": default, "default": ratios[default]}
+            "shuffles": shuffles, **ratios, "default_strategy": default, "default": ratios[default],
+            "sync_efficiency": sync[True], "sync_efficiency_dealt": sync[False]}
+
+
+def mean_sync_efficiency(loader, shuffles: int) -> float:
+    """`sync_efficiency` averaged over the first `shuffles` epochs (dealt at random, one epoch varies by +-0.01)."""
+    from .batching import sync_efficiency
+
+    efficiencies = []
+    for epoch in range(shuffles):
+        loader.batch_sampler.set_epoch(epoch)
+        efficiencies.append(sync_efficiency(loader))
+    return sum(efficiencies) / len(efficiencies)
 
 
 def mean_padding_ratio(loader, shuffles: int) -> float:

@@ -190,7 +190,8 @@ def build_step(config, ctx, model, tokenizer, data, precision: str, total_steps:
     config = config.replace(precision=precision)
     train = tokenize_split(tokenizer, data.train, config.max_length)
     loader = build_train_loader(train, config.padding, config.per_device_batch_size, config.max_length, config.seed,
-                                tokenizer.pad_token_id, ctx.rank, ctx.world_size, ctx.device.type == "cuda")
+                                tokenizer.pad_token_id, ctx.rank, ctx.world_size, ctx.device.type == "cuda",
+                                balanced=config.balanced_steps)
     decay = [p for p in model.parameters() if p.ndim >= 2]  # the two AdamW groups of train_ddp.py
     groups = [{"params": decay, "weight_decay": config.weight_decay},
               {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0}]

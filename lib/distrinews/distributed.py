@@ -71,6 +71,50 @@ def torchrun_ranks() -> tuple[int, int, int]:
     return int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])
 
 
+def cpu_threads(requested: int = 0, cores: int | None = None) -> int:
+    """Torch CPU threads for this process: `requested` (--num-threads) when given, else the user's
+    OMP_NUM_THREADS, else this process's share of this machine's cores (at least 1), else torch's default.
+
+    torchrun sets OMP_NUM_THREADS=1 in every worker when it starts several on a machine, with a warning, so
+    2 processes on an 8-core laptop would train on 2 cores. It sets the variable only when its own
+    environment lacks it, so the launcher's environment as it started (/proc/PPID/environ) tells its default
+    from a user's OMP_NUM_THREADS=1; where that cannot be read (macOS, Windows), 1 with several local
+    processes is taken for torchrun's default (pass --num-threads 1 to insist).
+
+    Args:
+        cores: the machine's cores (default: those this process may run on); tests fake it.
+    """
+    if requested:
+        return requested
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if launched_by_torchrun() else 1
+    omp = os.environ.get("OMP_NUM_THREADS")
+    launcher = launcher_environment()
+    torchrun_default = omp == "1" and local > 1 and (launcher is None or "OMP_NUM_THREADS" not in launcher)
+    if omp and not torchrun_default:
+        return max(1, int(omp)) if omp.isdigit() else torch.get_num_threads()
+    if local == 1:
+        return torch.get_num_threads()
+    if cores is None:  # the cores this process may run on (a container's or taskset's share), where known
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // local)
+
+
+def launcher_environment() -> dict[str, str] | None:
+    """The parent process's environment as it was when it started (torchrun's, for a worker); None if unreadable."""
+    try:
+        raw = open(f"/proc/{os.getppid()}/environ", "rb").read()
+    except OSError:
+        return None
+    return dict(item.decode(errors="replace").partition("=")[::2] for item in raw.split(b"\0") if item)
+
+
+def set_cpu_threads(requested: int, device: torch.device) -> int:
+    """Apply `cpu_threads` on a CPU rank (a GPU rank keeps torch's setting); returns the threads torch runs."""
+    if device.type == "cpu" or requested:
+        torch.set_num_threads(cpu_threads(requested))
+    return torch.get_num_threads()
+
+
 def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
     """This process's device: `cuda:LOCAL_RANK` when CUDA is asked for or available ("auto"), else the CPU.
 

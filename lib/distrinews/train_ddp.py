@@ -28,10 +28,10 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from distrinews import checkpoint as ckpt
-from distrinews.batching import build_eval_loader, build_train_loader, padding_ratio
+from distrinews.batching import build_eval_loader, build_train_loader, describe_padding
 from distrinews.config import TrainConfig, describe_batch, parse_command_line
 from distrinews.distributed import (attempt_store, backend_for, launched_by_torchrun, pick_device,  # DDP: the
-                                    torchrun_ranks)  # process group's parts
+                                    set_cpu_threads, torchrun_ranks)  # process group's parts
 from distrinews.evaluation import evaluate
 from distrinews.modeling import build_model, build_tokenizer, count_parameters
 from distrinews.precision import autocast, make_scaler, resolve_precision
@@ -66,15 +66,14 @@ def train(config: TrainConfig, device: torch.device, rank=0, local_rank=0, world
     ddp = dist.is_initialized()  # DDP: a process group exists (launched by torchrun)
     is_main = rank == 0  # DDP: rank 0 alone prints, draws progress bars and writes files
     log = print if is_main else lambda *args, **kwargs: None  # DDP: the other ranks stay quiet
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
+    threads = set_cpu_threads(config.num_threads, device)  # --num-threads, else this process's share of the cores
     precision = resolve_precision(config.precision, device)  # by compute capability: fp16 on a T4, bf16 from 8.0
     resume_from = ckpt.find_checkpoint(config.output_dir) if config.resume else None
     if resume_from:
         check_resumable(resume_from, config)  # the same recipe, or --resume false to start over
     log("config: " + " ".join(f"{k}={v}" for k, v in config.to_dict().items()))
     log(f"device: {device} | world size {world_size} | precision {precision} | "  # DDP: and the backend
-        f"backend {dist.get_backend() if ddp else 'none'}")
+        f"backend {dist.get_backend() if ddp else 'none'} | {threads} CPU threads per rank")
     log(describe_batch(config, world_size))  # DDP: global batch = per-device batch x world size x accumulation
 
     # Data: tokenized once (cached on disk), batched by similar length, each batch padded to its longest text
@@ -91,7 +90,7 @@ def train(config: TrainConfig, device: torch.device, rank=0, local_rank=0, world
     # DDP: length-grouped BatchSampler does the same with whole batches of similar length (far less padding).
     train_loader = build_train_loader(  # DDP: this rank's batches
         splits.train, config.padding, config.per_device_batch_size, config.max_length, config.seed, pad,
-        rank=rank, world_size=world_size, pin_memory=pin)
+        rank=rank, world_size=world_size, pin_memory=pin, balanced=config.balanced_steps)
     # DDP: evaluation shards are unpadded instead: every example lands on exactly one rank, once
     eval_loader = build_eval_loader(splits.eval, config.eval_batch_size, pad, rank, world_size, pin)  # DDP: shard
     test_loader = build_eval_loader(splits.test, config.eval_batch_size, pad, rank, world_size, pin)  # DDP: shard
@@ -116,8 +115,8 @@ def train(config: TrainConfig, device: torch.device, rank=0, local_rank=0, world
     total_steps = min(steps_per_epoch * config.epochs, config.max_steps or math.inf)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
     scaler = make_scaler(precision, device)  # on for fp16 only: bf16 and fp32 have fp32's range
-    log(f"steps: {steps_per_epoch} per epoch x {config.epochs} epochs, {total_steps} in all; padding "
-        f"{config.padding}: {padding_ratio(train_loader):.3f} tokens processed per real token")
+    log(f"steps: {steps_per_epoch} per epoch x {config.epochs} epochs, {total_steps} in all; "
+        + describe_padding(train_loader, config.padding, config.grad_accum_steps))
 
     # Resume: optimizer, schedule, scaler, position in the epoch and RNG state, or a fresh start
     start_epoch, step, batches_done = 0, 0, 0
@@ -166,15 +165,15 @@ def train(config: TrainConfig, device: torch.device, rank=0, local_rank=0, world
             step, batches_done, remaining = step + 1, batches_done + len(micro), remaining - len(micro)
             samples += sum(len(b["labels"]) for b in micro)
             tokens += sum(int(b["attention_mask"].sum()) for b in micro)  # real tokens, not padding
-            loss = loss.item()  # once per optimizer step: a host-device sync on a GPU
             bar.update()
-            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
             if step % config.log_every_steps == 0:
+                loss = loss.item()  # the loop's one host-device sync, on logging steps only: a GPU never waits
                 stats = torch.tensor([loss, samples, tokens], dtype=torch.float64, device=device)  # DDP: NCCL's side
                 if ddp:  # DDP: every rank, outside the rank-0 gate
                     dist.all_reduce(stats)  # DDP: the job's samples and tokens, summed over ranks ...
                     stats[0] /= world_size  # DDP: ... and the loss averaged (each rank's is on its own examples)
                 seconds = time.perf_counter() - clock
+                bar.set_postfix(loss=f"{stats[0].item():.4f}", refresh=False)
                 if is_main:  # DDP: one writer
                     write_metrics(out, {"epoch": epoch + 1, "step": step, "loss": stats[0].item(),
                                         "lr": scheduler.get_last_lr()[0], "samples_per_s": stats[1].item() / seconds,

@@ -23,9 +23,9 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from distrinews import checkpoint as ckpt
-from distrinews.batching import build_eval_loader, build_train_loader, padding_ratio
+from distrinews.batching import build_eval_loader, build_train_loader, describe_padding
 from distrinews.config import TrainConfig, describe_batch, parse_command_line
-from distrinews.distributed import pick_device
+from distrinews.distributed import pick_device, set_cpu_threads
 from distrinews.evaluation import evaluate
 from distrinews.modeling import build_model, build_tokenizer, count_parameters
 from distrinews.precision import autocast, make_scaler, resolve_precision
@@ -56,14 +56,13 @@ def train_step(model, micro_batches, optimizer, scheduler, scaler, precision, ma
 def train(config: TrainConfig, device: torch.device) -> dict:
     """Train, evaluate after every epoch, checkpoint; returns the test metrics (also written to eval.json)."""
     log = print  # one name for "say it" (train_ddp.py: rank 0 alone)
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
+    threads = set_cpu_threads(config.num_threads, device)  # --num-threads, else this process's share of the cores
     precision = resolve_precision(config.precision, device)  # by compute capability: fp16 on a T4, bf16 from 8.0
     resume_from = ckpt.find_checkpoint(config.output_dir) if config.resume else None
     if resume_from:
         check_resumable(resume_from, config)  # the same recipe, or --resume false to start over
     log("config: " + " ".join(f"{k}={v}" for k, v in config.to_dict().items()))
-    log(f"device: {device} | world size 1 | precision {precision}")
+    log(f"device: {device} | world size 1 | precision {precision} | {threads} CPU threads")
     log(describe_batch(config, world_size=1))
 
     # Data: tokenized once (cached on disk), batched by similar length, each batch padded to its longest text
@@ -96,8 +95,8 @@ def train(config: TrainConfig, device: torch.device) -> dict:
     total_steps = min(steps_per_epoch * config.epochs, config.max_steps or math.inf)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
     scaler = make_scaler(precision, device)  # on for fp16 only: bf16 and fp32 have fp32's range
-    log(f"steps: {steps_per_epoch} per epoch x {config.epochs} epochs, {total_steps} in all; padding "
-        f"{config.padding}: {padding_ratio(train_loader):.3f} tokens processed per real token")
+    log(f"steps: {steps_per_epoch} per epoch x {config.epochs} epochs, {total_steps} in all; "
+        + describe_padding(train_loader, config.padding, config.grad_accum_steps))
 
     # Resume: optimizer, schedule, scaler, position in the epoch and RNG state, or a fresh start
     start_epoch, step, batches_done = 0, 0, 0
@@ -135,12 +134,12 @@ def train(config: TrainConfig, device: torch.device) -> dict:
             step, batches_done, remaining = step + 1, batches_done + len(micro), remaining - len(micro)
             samples += sum(len(b["labels"]) for b in micro)
             tokens += sum(int(b["attention_mask"].sum()) for b in micro)  # real tokens, not padding
-            loss = loss.item()  # once per optimizer step: a host-device sync on a GPU
             bar.update()
-            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
             if step % config.log_every_steps == 0:
+                loss = loss.item()  # the loop's one host-device sync, on logging steps only: a GPU never waits
                 stats = torch.tensor([loss, samples, tokens], dtype=torch.float64)
                 seconds = time.perf_counter() - clock
+                bar.set_postfix(loss=f"{stats[0].item():.4f}", refresh=False)
                 write_metrics(out, {"epoch": epoch + 1, "step": step, "loss": stats[0].item(),
                                     "lr": scheduler.get_last_lr()[0], "samples_per_s": stats[1].item() / seconds,
                                     "tokens_per_s": stats[2].item() / seconds})
