@@ -59,8 +59,8 @@ def test_the_timeline_puts_phases_compute_and_all_reduces_on_their_rows():
               event("autograd::engine::evaluate_function: AddmmBackward0", 0, 60),
               event("aten::mm", 5, 10),  # nested op: not a row of its own
               event("gloo:all_reduce", 40, 30, tid=2),  # 20 ms during compute, 10 after it
-              event("ncclDevKernel_AllReduce_Sum_f32", 200, 10, cat="kernel"),
-              event("ampere_sgemm", 205, 20, cat="kernel"),
+              event("gloo:all_reduce", 200, 10, tid=2),
+              event("autograd::engine::evaluate_function: MmBackward0", 205, 20),
               {"ph": "i", "name": "marker", "ts": 1}]
     tl = internals.timeline(events)
     assert list(tl["row"]) == ["step phase", "backward compute", "all-reduce", "all-reduce", "backward compute"]
@@ -71,6 +71,26 @@ def test_the_timeline_puts_phases_compute_and_all_reduces_on_their_rows():
     assert summary["exposed all-reduce ms"] == pytest.approx(15)
     assert summary["hidden %"] == pytest.approx(62.5)
     assert summary["backward ms"] == pytest.approx(100)
+
+
+def test_a_gpu_trace_is_read_on_the_gpus_side():
+    """On CUDA the host runs ahead of the kernels: the rows are GPU spans and kernels, CPU spans are left out."""
+    events = [event("backward", 0, 5, cat="user_annotation"),  # the host queued backward's kernels in 5 ms ...
+              event("autograd::engine::evaluate_function: AddmmBackward0", 0, 4),
+              event("backward", 10, 100, cat="gpu_user_annotation"),  # ... which the GPU ran for 100 ms
+              event("forward", 0, 10, cat="gpu_user_annotation"),
+              event("ampere_sgemm_fwd", 2, 5, cat="kernel"),  # forward compute: not backward's
+              event("ampere_sgemm_bwd", 10, 60, cat="kernel"),
+              event("ncclDevKernel_AllReduce_Sum_f32_RING_LL", 50, 30, cat="kernel", tid=7),  # 20 ms hidden
+              event("gloo:all_reduce", 0, 3)]
+    tl = internals.timeline(events)
+    assert sorted(zip(tl["row"], tl["name"])) == [
+        ("all-reduce", "ncclDevKernel_AllReduce_Sum_f32_RING_LL"), ("backward compute", "ampere_sgemm_bwd"),
+        ("step phase", "backward"), ("step phase", "forward")]
+    summary = internals.overlap_summary(tl)
+    assert summary["backward ms"] == pytest.approx(100)
+    assert summary["all-reduce ms during backward compute"] == pytest.approx(20)
+    assert summary["exposed all-reduce ms"] == pytest.approx(10)
 
 
 def test_interval_arithmetic():
@@ -132,6 +152,74 @@ def test_py_spy_dump_says_why_when_it_cannot(monkeypatch, tmp_path):
     assert "Permission denied" in message and "SYS_PTRACE" in message
 
 
+DUMP = """Timeout (0:00:02)!
+Thread 0x00007f3200001000 (most recent call first):
+  File "/usr/lib/python3.11/threading.py", line 320 in wait
+
+Thread 0x00007f3239630b80 (most recent call first):
+  File "/venv/torch/distributed/distributed_c10d.py", line 3252 in all_reduce
+  File "/venv/torch/distributed/c10d_logger.py", line 83 in wrapper
+  File "{script}", line 2 in <module>
+"""
+
+
+def test_a_stack_dump_says_where_the_main_thread_waits(tmp_path):
+    script = tmp_path / "hang.py"
+    script.write_text("import torch\ndist.all_reduce(torch.zeros(4))  # the count\n")
+    dump = tmp_path / "skip-rank0.txt"
+    dump.write_text(DUMP.format(script=script))
+    text = internals.read_stack_dump(dump)
+    assert internals.frames(text)[0] == ("/venv/torch/distributed/distributed_c10d.py", 3252, "all_reduce")
+    assert internals.waiting_at(text) == "all_reduce, from hang.py line 2: dist.all_reduce(torch.zeros(4))"
+    assert internals.waiting_at("Timeout (0:00:02)!") == "?"
+
+
+def test_an_empty_stack_dump_is_a_clear_error_not_an_index_error(tmp_path):
+    """NCCL's collectives return at once: a script that does not synchronize cancels its dumps before they fire."""
+    (tmp_path / "skip-rank0.txt").write_text("")
+    for path in (tmp_path / "skip-rank0.txt", tmp_path / "missing.txt"):
+        with pytest.raises(AssertionError, match="is empty: that rank did not wait.*synchronize"):
+            internals.read_stack_dump(path)
+
+
+def test_one_process_skips_the_hang_steps_and_says_why(capsys):
+    assert internals.skip_hang(2, "x") is False and capsys.readouterr().out == ""
+    assert internals.skip_hang(1, "a collective one rank skips") is True
+    assert "Skipped (a collective one rank skips): one process, so no rank can miss a collective" in (
+        capsys.readouterr().out)
+
+
+def notebook_cells() -> list[str]:
+    return ["".join(c["source"]) for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+def test_every_hang_the_notebook_expects_is_skipped_with_one_process():
+    """With one GPU, NPROC is 1: a cell expecting a hang (or reading its dumps) must not run, and must say so."""
+    hangs = [cell for cell in notebook_cells() if not cell.startswith("%%writefile")
+             and ("--case skip" in cell or '"eval"' in cell or "stacks/" in cell)]
+    assert len(hangs) >= 5, hangs  # skip, its dumps, DETAIL, the evaluation hang, its dumps (+ the summary)
+    for cell in hangs:
+        assert "internals.skip_hang(NPROC" in cell or "NPROC > 1" in cell, cell
+
+
+def test_the_hang_script_synchronizes_on_cuda_before_it_cancels_the_dumps(scripts):
+    """NCCL's collectives return before they run: without a synchronize the dumps are cancelled before a hang shows,
+    and the files stay empty. Every script that arms a dump waits for the GPU before cancelling it."""
+    import ast
+
+    armed = [name for name in SCRIPTS if "dump_traceback_later" in (scripts / name).read_text()]
+    assert armed == ["hang.py"]
+    for name in armed:
+        tree = ast.parse((scripts / name).read_text())
+        lines = {}
+        for node in tree.body:  # module level: the statements every case runs
+            for call in ast.walk(node):
+                if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute):
+                    lines.setdefault(ast.unparse(call.func), node.lineno)
+        assert "faulthandler.cancel_dump_traceback_later" in lines
+        assert lines.get("torch.cuda.synchronize", 10**9) < lines["faulthandler.cancel_dump_traceback_later"]
+
+
 def test_wait_for_pids_reads_every_rank_and_times_out(tmp_path):
     (tmp_path / "rank0.pid").write_text("11")
     with pytest.raises(TimeoutError, match="only 1 of 2"):
@@ -168,8 +256,12 @@ def test_a_skipped_collective_times_out_and_detail_names_the_mismatch(scripts):
     assert proc.returncode != 0
     assert "Timed out" in proc.stderr or "timed out" in proc.stderr.lower()
     assert time.monotonic() - start < 90, "the short timeout must end the hang"
-    stacks = [(scripts / "stacks" / f"skip-rank{r}.txt").read_text() for r in range(2)]
+    stacks = [internals.read_stack_dump(scripts / "stacks" / f"skip-rank{r}.txt") for r in range(2)]
     assert all(" in all_reduce" in stack for stack in stacks), stacks
+    # gloo: both ranks wait inside the second all_reduce, the count's
+    count = "dist.all_reduce(torch.zeros(4, device=ctx.device))"
+    line = next(i for i, text in enumerate((scripts / "hang.py").read_text().splitlines(), 1) if count in text)
+    assert {internals.waiting_at(stack) for stack in stacks} == {f"all_reduce, from hang.py line {line}: {count}"}
     # gloo paired rank 0's all_reduce of the loss with rank 1's of the count, so rank 0 went on and waits alone
     assert "rank 0: all_reduce(correct)" in proc.stderr
     detail = launch(scripts, "hang.py", "--case", "skip", "--timeout", "3", env={"TORCH_DISTRIBUTED_DEBUG": "DETAIL"})
@@ -217,11 +309,12 @@ def test_unused_parameters_fail_and_the_options_fix_them(scripts):
 
 
 def test_fsdp2_holds_less_state_per_rank_than_ddp_and_trains_the_same(scripts):
-    held, losses = {}, {}
+    held, losses, precision = {}, {}, {}
     for wrap in ("ddp", "fsdp"):
         proc = launch(scripts, "memory.py", "--wrap", wrap, *TINY)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        ranks = json.loads((scripts / f"memory-{wrap}.json").read_text())["ranks"]
+        result = json.loads((scripts / f"memory-{wrap}.json").read_text())
+        ranks, precision[wrap] = result["ranks"], result["precision"]
         assert [r["rank"] for r in ranks] == [0, 1]
         held[wrap] = [r["held MiB"] for r in ranks]
         losses[wrap] = ranks[0]["losses"]
@@ -230,3 +323,12 @@ def test_fsdp2_holds_less_state_per_rank_than_ddp_and_trains_the_same(scripts):
     assert sum(held["fsdp"]) == pytest.approx(held["ddp"][0], rel=0.01)  # the shards add up to one replica
     assert max(held["fsdp"]) < 0.6 * held["ddp"][0]
     assert losses["fsdp"] == pytest.approx(losses["ddp"], abs=1e-3)
+    assert precision == {"ddp": "fp32", "fsdp": "fp32"}  # the same recipe for both: fp16 + one scaler each on CUDA
+
+
+def test_memory_script_gives_fsdp2_the_same_scaler_as_ddp(scripts):
+    """On a GPU, DDP with a GradScaler against FSDP2 without one compares two recipes, not two wrappers."""
+    text = (scripts / "memory.py").read_text()
+    scalers = [line for line in text.splitlines() if "GradScaler(" in line]
+    assert scalers == ["scaler = torch.amp.GradScaler(enabled=use_amp)  # both wraps: FSDP2's DTensor reduces the "
+                       "inf check over ranks"]

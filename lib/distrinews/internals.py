@@ -1,12 +1,15 @@
 """Helpers for notebook 10 (DDP's internals): the parts its scripts call, and what the kernel reads back.
 
     build_model("tiny"); random_batch(8, 64, vocab_size, seed)   # the workload of every script (random weights)
-    timeline(read_trace("traces/small-rank0.json"))              # profiler trace -> one row per interval
+    timeline(read_trace("traces/small-rank0.json"))              # profiler trace -> one row per interval (GPU-side
+                                                                 # spans and kernels on CUDA, CPU spans on a CPU)
     overlap_summary(tl); plot_timeline(tl, "title")              # is the all-reduce hidden behind backward?
     held_bytes(model, optimizer)                                 # weights, gradients, optimizer state on this rank
     peak_memory_mib(device)                                      # max_memory_allocated on a GPU, peak RSS on a CPU
     memory_budget(n_params, ...)                                 # the arithmetic: 16 bytes per parameter + activations
     py_spy_dump(pid); dump_stacks_while_hanging(command, "pids") # where each rank of a hung job waits
+    waiting_at(read_stack_dump("stacks/skip-rank0.txt"))         # a faulthandler dump's innermost and script frames
+    skip_hang(nproc, "step")                                     # one rank cannot hang: say so, and skip
 
 The DDP code itself stays in the scripts the notebook writes; these are the parts around it.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import linecache
 import os
 import re
 import resource
@@ -92,30 +96,48 @@ def read_trace(path) -> list[dict]:
         return json.load(f)["traceEvents"]
 
 
-def classify(event: dict) -> str | None:
+def classify(event: dict, on_gpu: bool = False) -> str | None:
     """Which timeline row a complete event belongs to, or None.
 
-    gloo runs each all-reduce on its own worker thread (`gloo:all_reduce`); NCCL as a GPU kernel (`ncclDevKernel_
-    AllReduce...`). Backward compute is the autograd engine's work on a CPU, and every non-NCCL kernel on a GPU.
+    On a CPU: the `record_function` spans (`user_annotation`), the autograd engine's functions, and gloo's worker
+    threads (`gloo:all_reduce`). On a GPU the host only launches kernels and runs ahead of them, so CPU spans do not
+    say when anything ran: the rows are the GPU's own, the `record_function` spans as the GPU executed them
+    (`gpu_user_annotation`), NCCL's kernels (`ncclDevKernel_AllReduce...`) and every other kernel.
     """
     name, cat = event.get("name", ""), event.get("cat", "")
     if event.get("ph") != "X":
         return None
+    if on_gpu:
+        if name in PHASES and cat == "gpu_user_annotation":
+            return "step phase"
+        if cat == "kernel":
+            return "all-reduce" if "nccl" in name.lower() else "backward compute"
+        return None
     if name in PHASES and cat == "user_annotation":
         return "step phase"
-    if name.startswith("gloo:all_reduce") or (cat == "kernel" and "nccl" in name.lower()):
+    if name.startswith("gloo:all_reduce"):
         return "all-reduce"
-    if cat == "kernel" or (cat == "cpu_op" and name.startswith("autograd::engine::evaluate_function")):
+    if cat == "cpu_op" and name.startswith("autograd::engine::evaluate_function"):
         return "backward compute"
     return None
 
 
 def timeline(events: list[dict]):
-    """One row per interval: row, name, start_ms, end_ms (from the first kept event), thread."""
+    """One row per interval: row, name, start_ms, end_ms (from the first kept event), thread.
+
+    A trace with GPU kernels is read on the GPU's side only, and its compute row keeps the kernels that started
+    inside a backward span; a CPU trace is read from its CPU spans.
+    """
     import pandas as pd
 
+    on_gpu = any(e.get("cat") == "kernel" for e in events)
     rows = [{"row": row, "name": e["name"], "start_us": float(e["ts"]), "dur_us": float(e.get("dur", 0)),
-             "thread": e.get("tid")} for e in events if (row := classify(e))]
+             "thread": e.get("tid")} for e in events if (row := classify(e, on_gpu))]
+    if on_gpu:
+        backward = [(r["start_us"], r["start_us"] + r["dur_us"]) for r in rows if r["name"] == "backward"
+                    and r["row"] == "step phase"]
+        rows = [r for r in rows if r["row"] != "backward compute"
+                or any(a <= r["start_us"] <= b for a, b in backward)]
     if not rows:
         return pd.DataFrame(columns=["row", "name", "start_ms", "end_ms", "thread"])
     df = pd.DataFrame(rows)
@@ -322,6 +344,47 @@ def dump_stacks_while_hanging(command: list[str], pid_dir, log, ranks: int = 2, 
         if job.poll() is None:
             job.kill()
             job.wait()
+
+
+def skip_hang(nproc: int, step: str) -> bool:
+    """True, after saying why, when a hang demo cannot run: with one process (one GPU) rank 0 calls every collective
+    itself, so none is ever missing and the failure the step expects never comes."""
+    if nproc > 1:
+        return False
+    print(f"Skipped ({step}): one process, so no rank can miss a collective; a hang needs two "
+          "(two GPUs, or run the notebook without one: two gloo processes on the CPU).")
+    return True
+
+
+def read_stack_dump(path) -> str:
+    """A rank's faulthandler dump, or AssertionError saying why it is empty (the rank never waited long enough)."""
+    text = Path(path).read_text().strip() if Path(path).exists() else ""
+    if not text:
+        raise AssertionError(
+            f"{path} is empty: that rank did not wait until its dump fired. On NCCL a collective returns before "
+            "it runs, so the script must synchronize (torch.cuda.synchronize()) before it cancels the dump.")
+    return text
+
+
+def frames(dump: str, script: str = "hang.py") -> list[tuple[str, int, str]]:
+    """(file, line, function) of each frame in a faulthandler dump, innermost first: of the thread running
+    `script` (the main thread), else of the first thread dumped."""
+    threads = [re.findall(r'File "([^"]+)", line (\d+) in (\S+)', block) for block in dump.split("Thread 0x")]
+    threads = [t for t in threads if t]
+    mine = [t for t in threads if any(Path(f).name == script for f, _, _ in t)]
+    return [(f, int(line), fn) for f, line, fn in (mine or threads or [[]])[0]]
+
+
+def waiting_at(dump: str, script: str = "hang.py") -> str:
+    """Where a dumped rank waits: the innermost function, and the script's own line that led there."""
+    stack = frames(dump, script)
+    if not stack:
+        return "?"
+    mine = next(((f, line) for f, line, _ in stack if Path(f).name == script), None)
+    if mine is None:
+        return stack[0][2]
+    code = linecache.getline(mine[0], mine[1]).split("#")[0].strip()  # the script's line, its comment left off
+    return f"{stack[0][2]}, from {script} line {mine[1]}" + (f": {code}" if code else "")
 
 
 def results_table(paths: dict[str, str | os.PathLike]):
