@@ -62,7 +62,7 @@ class TrainConfig:
     log_every_steps: int = 20  # optimizer steps between metrics.jsonl lines
     save_every_steps: int = 0  # optimizer steps between checkpoints (0 = only at each epoch end)
     resume: bool = True  # continue from output_dir/checkpoint when it holds a training state
-    num_threads: int = 0  # CPU threads for torch (0 = torch's default)
+    num_threads: int = 0  # CPU threads per process (0 = your OMP_NUM_THREADS, else cores / processes here)
     device: str = "auto"  # auto (CUDA when available) | cpu | cuda
     fail_at_step: int = 0  # fault injection: the last rank crashes before this step, first attempt only
 

@@ -19,6 +19,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -102,7 +103,7 @@ def cpu_threads(requested: int = 0, cores: int | None = None) -> int:
 def launcher_environment() -> dict[str, str] | None:
     """The parent process's environment as it was when it started (torchrun's, for a worker); None if unreadable."""
     try:
-        raw = open(f"/proc/{os.getppid()}/environ", "rb").read()
+        raw = Path(f"/proc/{os.getppid()}/environ").read_bytes()
     except OSError:
         return None
     return dict(item.decode(errors="replace").partition("=")[::2] for item in raw.split(b"\0") if item)
