@@ -21,15 +21,37 @@ NOTHING = course.Availability(data="", model="", missing=("no real small model",
 @pytest.mark.parametrize("gpus, available, preset", [
     (0, REAL, "cpu-course"), (0, NO_DATA, "smoke"), (0, NO_MODEL, "smoke"), (0, NOTHING, "smoke"),
     (1, NOTHING, "kaggle-t4"), (2, REAL, "kaggle-t4x2"), (4, NOTHING, "kaggle-t4x2")])
-def test_the_hardware_decides_what_trains_and_availability_what_a_cpu_trains_on(gpus, available, preset):
+def test_the_hardware_decides_what_trains_and_availability_what_a_cpu_trains_on(gpus, available, preset, monkeypatch):
+    monkeypatch.setattr(course, "find_model", lambda name: (f"{name} from the hub", ""))  # Kaggle, internet on
     assert course.choose_preset(gpus, available=available) == preset
 
 
-def test_the_choice_says_which_and_why_in_one_line():
+def test_a_notebook_gets_the_preset_for_the_gpus_it_is_written_for(monkeypatch):
+    monkeypatch.setattr(course, "find_model", lambda name: (f"{name} from the hub", ""))
+    assert course.explain_preset(2, available=NOTHING, gpus_wanted=1) == ("kaggle-t4", "1 of 2 GPU(s) train")
+    assert course.choose_preset(2, available=REAL, gpus_wanted=0) == "cpu-course"  # 08: a CPU notebook
+    assert course.choose_preset(4, available=NOTHING, gpus_wanted=2) == "kaggle-t4x2"
+
+
+def test_gpus_without_a_way_to_load_their_model_fall_to_smoke_and_say_why(monkeypatch):
+    monkeypatch.setattr(course, "internet_reachable", lambda *a, **k: False)  # Kaggle with internet off
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", "/nonexistent")
+    preset, why = course.explain_preset(2, available=NOTHING)
+    assert preset == "smoke"
+    assert why == ("kaggle-t4x2 cannot load its model (distilbert-base-uncased is not in the Hugging Face cache "
+                   "and the hub is unreachable)")
+
+
+def test_the_choice_says_which_and_why_in_one_line(monkeypatch):
     preset, why = course.explain_preset(0, available=REAL)
     assert preset == "cpu-course" and "real data: folder /data/ag_news" in why and "real model: minilm" in why
     preset, why = course.explain_preset(0, available=NO_MODEL)
     assert preset == "smoke" and why == "no GPU, and no real small model"
+    monkeypatch.setattr(course, "find_model", lambda name: (f"{name} from the hub", ""))
     assert course.explain_preset(2, available=NOTHING) == ("kaggle-t4x2", "2 GPU(s) train")
 
 
@@ -158,6 +180,7 @@ def test_without_a_gpu_attached_ag_news_means_the_real_cpu_recipe(tmp_path, monk
     for name in ("train.csv", "test.csv"):
         (attached / name).write_text('Class Index,Title,Description\n1,"a","b"\n')
     assert course.choose_preset(0, kaggle_root=str(tmp_path)) == "cpu-course"
+    monkeypatch.setattr(course, "find_model", lambda name: (f"{name} from the hub", ""))
     assert course.choose_preset(1, kaggle_root=str(tmp_path)) == "kaggle-t4"
     assert course.choose_preset(2, kaggle_root=str(tmp_path)) == "kaggle-t4x2"
 

