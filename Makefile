@@ -42,8 +42,9 @@ kaggle-check:
 
 # The GPU paths CPU tests cannot reach (fp16/bf16 training, kill and resume, 2 DDP ranks on one GPU, serving and
 # the benchmarks on CUDA), at most 8 minutes on one GPU; the report goes to results/. Without a GPU: exit 1.
-gpu-check: $(VENV)/.installed
-	$(BIN)/distrinews gpu-check --out results
+# It installs nothing: the venv's Python where one exists, else $(PYTHON) as found (a bare GPU machine, no pip).
+gpu-check:
+	PYTHONPATH=lib $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -m distrinews gpu-check --out results
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -188,3 +188,44 @@ def test_a_loss_scale_that_overflows_is_warmed_up_until_no_timed_step_is_skipped
     assert measured["warmup_steps_run"] > bench_train.SETTLED_STEPS  # it went on past the one asked for
     assert measured["skipped_steps"] == 0
     assert setup.scaler.get_scale() < 1e38
+
+
+def test_each_ddp_variant_is_freed_before_the_next_is_built(tmp_path, monkeypatch):
+    """Issue 20.9: DDP holds itself in reference cycles, so `del` left every variant's wrapper (and its gradient
+    buckets, about 1.4 GB each on a GPU) alive until the collector happened to run. Collector off: only an
+    explicit gc.collect() between variants frees it."""
+    import datetime
+    import gc
+    import weakref
+
+    import torch.distributed as dist
+
+    from conftest import free_port
+    from distrinews import bench_train
+    from distrinews.cli import build_parser
+    from distrinews.distributed import DistContext
+
+    alive, real_build, real_time = [], bench_train.build_step, bench_train.time_steps
+
+    def build_step(*args, **kwargs):
+        assert not [ref for ref in alive if ref() is not None], "the previous variant's DDP wrapper is alive"
+        setup = real_build(*args, **kwargs)
+        alive.append(weakref.ref(setup.model))
+        return setup
+
+    monkeypatch.setattr(bench_train, "build_step", build_step)
+    monkeypatch.setattr(bench_train, "time_steps", lambda setup, warmup, steps, ctx: {})
+    monkeypatch.setattr(bench_train, "append_rows", lambda *a, **k: tmp_path / "train.csv", raising=False)
+    args = build_parser().parse_args(["bench", "train", *TOY, "--steps", "1", "--padding", "dynamic", "max_length",
+                                      "--results-dir", str(tmp_path)])
+    preset, config = bench_train.bench_config(args)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1,
+                            timeout=datetime.timedelta(seconds=60))
+    gc.disable()
+    try:
+        bench_train.benchmark_training(args, preset, config, DistContext(backend="gloo"))
+    finally:
+        gc.enable()
+        gc.collect()
+        dist.destroy_process_group()
+    assert len(alive) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -264,6 +265,27 @@ def test_on_a_cuda_machine_auto_runs_float_weights_on_the_gpu(checkpoint, fp32, 
     alone = fp32.predict(HEADLINES[0])
     assert prediction.label == alone.label
     assert prediction.probabilities == pytest.approx(alone.probabilities, abs=1e-5)
+
+
+@pytest.mark.parametrize("capability, half", [((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
+def test_on_a_gpu_auto_computes_in_the_gpus_native_16_bit_format(checkpoint, monkeypatch, capability, half):
+    """Issue 20.8: GPU inference ran in fp32. bf16 only from capability 8.0: a T4 (7.5) answers True to
+    is_bf16_supported() by emulation, which would run slower than fp16, not faster."""
+    fake_cuda(monkeypatch)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    clf = NewsClassifier.load(str(checkpoint))
+    assert (clf.precision, clf.engine) == (half, f"torch-{half}")
+    assert NewsClassifier.load(str(checkpoint), optimize="none").precision == "fp32"  # "none" stays float32
+
+
+def test_half_precision_autocast_agrees_with_fp32_on_the_labels(checkpoint, fp32):
+    """The autocast path itself, run where a CPU can: bf16 autocast on the CPU, held to int8's agreement rule."""
+    texts = HEADLINES * 5
+    half = NewsClassifier(copy.deepcopy(fp32.model), fp32.tokenizer, device="cpu", precision="bf16")
+    agree = sum(a.label == b.label for a, b in zip(half.predict(texts), fp32.predict(texts))) / len(texts)
+    assert agree >= 0.99
+    assert half.engine == "torch-bf16"
 
 
 def test_int8_always_runs_on_the_cpu(checkpoint, monkeypatch):

@@ -31,6 +31,9 @@ OPTIMIZE = ("auto", "onnx-int8", "onnx-fp32", "int8", "none")  # inference.OPTIM
 CANDIDATES = {"pipeline": "transformers pipeline (fp32)", "fp32": "NewsClassifier, PyTorch fp32",
               "torch_int8": "NewsClassifier, PyTorch dynamic int8", "onnx_fp32": "NewsClassifier, ONNX Runtime fp32",
               "onnx_int8": "NewsClassifier, ONNX Runtime int8"}
+# On CUDA: the pipeline, fp32, and the GPU's native 16-bit autocast, NewsClassifier.load's default there.
+GPU_CANDIDATES = {"pipeline": CANDIDATES["pipeline"], "fp32": "NewsClassifier, PyTorch fp32 (GPU)",
+                  "fp16": "NewsClassifier, fp16 autocast (GPU)", "bf16": "NewsClassifier, bf16 autocast (GPU)"}
 
 # A realistic AG News item (title + description), about 50 tokens, for the single-text latency.
 HEADLINE = ("Oil prices hit a record high as supply fears grow. Crude oil futures climbed above $48 a barrel "
@@ -84,7 +87,7 @@ def add_infer_command(tasks) -> None:
     infer.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                        help="torch CPU threads for every variant (default: torch's, one per core)")
     infer.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
-                       help="cpu (default): every candidate; cuda: pipeline and fp32 on the GPU (int8 is CPU-only)")
+                       help="cpu (default): every candidate; cuda: pipeline, fp32 and fp16/bf16 autocast on the GPU")
     infer.add_argument("--json", action="store_true", help="also print one JSON object as the last line")
     infer.set_defaults(command=command_bench_infer)
 
@@ -95,6 +98,8 @@ def add_accuracy_command(tasks) -> None:
     accuracy.add_argument("--checkpoint", required=True, help="the checkpoint/ folder a training run wrote")
     accuracy.add_argument("--test-file", required=True, help="an AG News CSV (original or Hugging Face form)")
     accuracy.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch CPU threads")
+    accuracy.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                          help="cuda: also the GPU's fp16/bf16 autocast path, held to int8's rules")
     accuracy.add_argument("--json", action="store_true", help="also print one JSON object as the last line")
     accuracy.set_defaults(command=command_bench_accuracy)
 
@@ -166,9 +171,10 @@ def benchmark_inference(source: str | None = None, runs: int = 30, threads: int 
     onnxruntime is installed and the export works; otherwise `unavailable` says why), all at torch's thread count.
     `optimized` repeats the figures of the candidate `NewsClassifier.load` picks by default here (`default_path`),
     and `ratio` is its p50 over the pipeline's. Candidates alternate call by call, so a burst of load from another
-    process hits all alike. On CUDA only the pipeline and fp32 run (the other kernels are CPU kernels), and the
-    ratio is fp32 / pipeline. torch.compile is not a candidate: on the 2-core machine it took 48 s to compile
-    MiniLM and ran one headline at 0.98x eager's time (325 against 334 ms p50, a busy machine).
+    process hits all alike. On CUDA the pipeline, fp32 and the GPU's native 16-bit autocast (fp16 below capability
+    8.0, bf16 from 8.0; NewsClassifier.load's default there) run, and the row is labelled with the GPU's name.
+    torch.compile is not a candidate: on the 2-core machine it took 48 s to compile MiniLM and ran one headline at
+    0.98x eager's time (325 against 334 ms p50, a busy machine).
     """
     import torch
 
@@ -199,7 +205,8 @@ def benchmark_inference(source: str | None = None, runs: int = 30, threads: int 
         report[f"{key}_texts_per_s"] = round(len(batch) / statistics.median(times), 2)
     for key in single:
         report[f"{key}_ratio"] = report[f"{key}_p50_ms"] / report["pipeline_p50_ms"]
-    default = "fp32" if device != "cpu" else ("onnx_int8" if "onnx_int8" in single else "torch_int8")
+    half = [key for key in single if key in ("fp16", "bf16")]  # on CUDA: what NewsClassifier.load picks there
+    default = half[0] if half else ("onnx_int8" if "onnx_int8" in single else "torch_int8")
     for metric in ("p50_ms", "p95_ms", "texts_per_s"):
         report[f"optimized_{metric}"] = report[f"{default}_{metric}"]
     report["default_path"] = default
@@ -208,15 +215,20 @@ def benchmark_inference(source: str | None = None, runs: int = 30, threads: int 
     report["cpu_isa"] = describe_isa(isa)
     report.update({f"cpu_{key}": present for key, present in isa.items()})
     report["int8_weight_bits"] = 7 if needs_reduced_range(isa) else 8  # ONNX Runtime's int8 on this CPU
-    report.update(describe_machine())
-    report["label"] += f", {report['cpu_isa']}"  # the row names the instruction sets the int8 kernels use
+    report.update(describe_machine(device))  # on CUDA the GPU's name labels the row, not the CPU's
+    if device == "cpu":
+        report["label"] += f", {report['cpu_isa']}"  # the row names the instruction sets the int8 kernels use
     report["onnxruntime_version"] = installed_version("onnxruntime")
     return report
 
 
+def candidate_names(report: dict) -> dict[str, str]:
+    return CANDIDATES if report.get("device", "cpu") == "cpu" else GPU_CANDIDATES
+
+
 def candidate_rows(report: dict) -> list[dict]:
     """One row per candidate a `benchmark_inference` report timed (pandas: `pd.DataFrame(rows)`), default marked."""
-    return [{"candidate": CANDIDATES[key], "p50 ms (one text)": report[f"{key}_p50_ms"],
+    return [{"candidate": candidate_names(report)[key], "p50 ms (one text)": report[f"{key}_p50_ms"],
              "p95 ms (one text)": report[f"{key}_p95_ms"],
              f"texts/s (batch of {report['batch_size']})": report[f"{key}_texts_per_s"],
              "p50 / pipeline p50": round(report[f"{key}_ratio"], 3),
@@ -239,9 +251,10 @@ def build_variants(model, tokenizer, device: str = "cpu", onnx_cache: str | None
         onnx_cache: where the ONNX candidates' files go (None: the cache keyed by the weights, which a later
             NewsClassifier.load of the same checkpoint reuses).
     """
+    import torch
     from transformers import pipeline
 
-    from .inference import NewsClassifier, quantize_int8
+    from .inference import NewsClassifier, gpu_precision, quantize_int8
     from .onnx_export import OnnxUnavailable, load_onnx_model
 
     variants, unavailable = {}, {}
@@ -249,7 +262,9 @@ def build_variants(model, tokenizer, device: str = "cpu", onnx_cache: str | None
     pipe = pipeline("text-classification", model=model, tokenizer=tokenizer, device=model.device)
     variants["pipeline"] = lambda texts: pipe(texts, batch_size=BATCH_SIZE, truncation=True, max_length=128)
     variants["fp32"] = NewsClassifier(model, tokenizer, batch_size=BATCH_SIZE).predict
-    if device != "cpu":
+    if device != "cpu":  # the 16-bit format this GPU computes natively, never bf16 emulated (a T4)
+        half = gpu_precision(torch.device(device))
+        variants[half] = NewsClassifier(model, tokenizer, batch_size=BATCH_SIZE, precision=half).predict
         return variants, unavailable
     variants["torch_int8"] = NewsClassifier(quantize_int8(copy.deepcopy(model)), tokenizer,
                                             batch_size=BATCH_SIZE).predict
@@ -287,13 +302,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
-def describe_machine() -> dict:
-    """The CPU, its cores and threads, and the library versions, as every benchmark row records them."""
+def describe_machine(device: str = "cpu") -> dict:
+    """The device (GPU name or CPU), cores and threads, and the library versions, as every benchmark row records."""
     import torch
 
     from .results import describe_hardware
 
-    return describe_hardware(torch.device("cpu"))
+    return describe_hardware(torch.device(device))
 
 
 def print_inference_table(report: dict) -> None:
@@ -302,17 +317,19 @@ def print_inference_table(report: dict) -> None:
           f"{report['headline_tokens']}-token headline, batch {report['batch_size']}, {report['runs']} runs")
     print(f"CPU: {report['cpu']} ({report['cpu_count']} cores); instruction sets: {report['cpu_isa']}; "
           f"onnxruntime {report['onnxruntime_version'] or 'not installed'}")
+    names = candidate_names(report)
     print(f"{'candidate':<40}{'p50 ms':>10}{'p95 ms':>10}{'texts/s':>10}{'/pipeline':>11}")
     for key in report["candidates"]:
         mark = "  <- default" if key == report["default_path"] and report.get("device", "cpu") == "cpu" else ""
-        print(f"{CANDIDATES[key]:<40}{report[key + '_p50_ms']:>10.1f}{report[key + '_p95_ms']:>10.1f}"
+        print(f"{names[key]:<40}{report[key + '_p50_ms']:>10.1f}{report[key + '_p95_ms']:>10.1f}"
               f"{report[key + '_texts_per_s']:>10.1f}{report[key + '_ratio']:>11.3f}{mark}")
     for key, reason in report["unavailable"].items():
-        print(f"{CANDIDATES[key]:<40}  not run: {reason}")
+        print(f"{names[key]:<40}  not run: {reason}")
     if report.get("device", "cpu") == "cpu":
         print(f"ratio default ({report['default_path']}) / pipeline p50: {report['ratio']:.3f} (target <= 0.33)")
     else:
-        print(f"on {report['device']}: ratio fp32/pipeline p50: {report['ratio']:.3f} (int8 runs on CPUs only)")
+        print(f"on {report['device']} ({report['label']}): ratio {report['default_path']}/pipeline p50: "
+              f"{report['ratio']:.3f} (int8 runs on CPUs only)")
 
 
 # ---- bench accuracy --------------------------------------------------------------------------
@@ -323,7 +340,7 @@ def command_bench_accuracy(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    report = measure_accuracy_cost(str(require_checkpoint(args.checkpoint)), args.test_file)
+    report = measure_accuracy_cost(str(require_checkpoint(args.checkpoint)), args.test_file, args.device)
     print(f"{report['n_examples']} examples from {args.test_file}")
     print(f"{'path':<16}{'accuracy':>10}{'points':>9}{'agrees with fp32':>18}")
     print(f"{'fp32':<16}{report['fp32_accuracy']:>10.4f}")
@@ -332,25 +349,28 @@ def command_bench_accuracy(args: argparse.Namespace) -> int:
         print(f"{engine:<16}{row['accuracy']:>10.4f}{row['delta_points']:>+9.2f}{row['agreement']:>18.2%}{mark}")
     for engine, reason in report["unavailable"].items():
         print(f"{engine:<16}  not run: {reason}")
-    print("points: path - fp32 (allowed cost 0.5); labels must agree with fp32 on at least 99% of the texts")
+    print("points: path - fp32 (allowed cost 0.5); labels must agree with fp32 on at least 99% of the texts "
+          "(int8 and the GPU's fp16/bf16 alike)")
     if args.json:
         print(json.dumps(report))
     return 0
 
 
-def measure_accuracy_cost(checkpoint: str, test_file) -> dict:
+def measure_accuracy_cost(checkpoint: str, test_file, device: str = "cpu") -> dict:
     """Accuracy of fp32 and of each int8 path of one checkpoint on every row of an AG News CSV, with agreement.
 
     `int8_accuracy` and `delta_points` are PyTorch's dynamic int8; `paths` holds every int8 path that runs here
     (PyTorch's, and ONNX Runtime's with 8-bit and with 7-bit weights, the form an x86 CPU without VNNI gets, so one
-    machine measures both); `default_*` is the one NewsClassifier.load picks by default on this machine.
+    machine measures both); `default_*` is the one NewsClassifier.load picks by default on this machine's CPU.
+    The fp32 reference is built on the CPU, also where CUDA exists, so that the ONNX export can run. With
+    `device="cuda"` the GPU's 16-bit autocast path (`cuda-fp16` or `cuda-bf16`) joins `paths`, same rules.
     """
     from .data import read_news_csv
-    from .inference import NewsClassifier, quantize_int8
+    from .inference import NewsClassifier, gpu_precision, quantize_int8
     from .onnx_export import OnnxUnavailable, load_onnx_model, needs_reduced_range
 
     texts, labels, _ = read_news_csv(test_file)
-    fp32 = NewsClassifier.load(checkpoint, optimize="none")
+    fp32 = NewsClassifier.load(checkpoint, optimize="none", device="cpu")  # ONNX exports a CPU model only
     reference = [p.label for p in fp32.predict(texts)]
     fp32_accuracy = accuracy_of(fp32.labels, reference, labels)
     paths, unavailable = {}, {}
@@ -358,9 +378,17 @@ def measure_accuracy_cost(checkpoint: str, test_file) -> dict:
     candidates = {"torch-int8": lambda: quantize_int8(copy.deepcopy(fp32.model)),
                   "onnx-int8-8bit": lambda: load_onnx_model(fp32.model, quantize=True, reduced_range=False),
                   "onnx-int8-7bit": lambda: load_onnx_model(fp32.model, quantize=True, reduced_range=True)}
+    if device == "cuda":
+        import torch
+
+        half = gpu_precision(torch.device("cuda"))
+        candidates[f"cuda-{half}"] = lambda: NewsClassifier(copy.deepcopy(fp32.model).to("cuda"), fp32.tokenizer,
+                                                            device="cuda", precision=half)
     for engine, build in candidates.items():
         try:
-            classifier = NewsClassifier(build(), fp32.tokenizer, device="cpu")
+            built = build()
+            classifier = built if isinstance(built, NewsClassifier) else NewsClassifier(built, fp32.tokenizer,
+                                                                                      device="cpu")
         except OnnxUnavailable as err:
             unavailable[engine] = str(err)
             continue

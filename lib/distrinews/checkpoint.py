@@ -62,6 +62,37 @@ def find_checkpoint(output_dir: str | Path) -> Path | None:
     return None
 
 
+def checkpoint_step(checkpoint_dir: str | Path) -> int:
+    """The optimizer step a checkpoint was saved at, read without loading the optimizer state (mmap)."""
+    state = torch.load(Path(checkpoint_dir) / STATE_FILE, map_location="cpu", weights_only=True, mmap=True)
+    return state["progress"]["step"]
+
+
+def agree_on_checkpoint(output_dir: str | Path) -> Path | None:
+    """The checkpoint to resume from, decided by global rank 0 (its writer) and the same on every rank.
+
+    On several machines without a shared disk only rank 0's machine has the checkpoint: a rank deciding alone
+    would start fresh while rank 0 resumes, their steps would differ and the job would hang until the timeout.
+    So every rank reports what it sees (checkpoint and step) and, when rank 0 resumes, every rank that cannot
+    see the same checkpoint makes all of them stop with the same error, before any training collective.
+    """
+    found = find_checkpoint(output_dir)
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return found
+    views = [None] * torch.distributed.get_world_size()
+    mine = (found.name, checkpoint_step(found)) if found else None
+    torch.distributed.all_gather_object(views, mine)  # DDP: every rank learns rank 0's decision and the others'
+    if views[0] is None:  # rank 0 starts fresh, so does everyone (a stale copy elsewhere is not used)
+        return None
+    lacking = {rank: view for rank, view in enumerate(views) if view != views[0]}
+    if lacking:
+        seen = "; ".join(f"rank {rank} sees {f'{v[0]} at step {v[1]}' if v else 'no checkpoint'}"
+                         for rank, v in lacking.items())
+        raise ConfigError(f"rank 0 resumes from {Path(output_dir) / views[0][0]} at step {views[0][1]}, but in "
+                          f"its own {output_dir}: {seen}. On several machines put --output-dir on storage every "
+                          f"machine mounts (NFS, a shared volume) or copy the checkpoint to each machine; or pass "
+                          f"--resume false to start over")
+    return found
 def load_training_state(checkpoint_dir: str | Path, device: torch.device) -> dict:
     """Read the training state without unpickling arbitrary objects (`weights_only=True`)."""
     return torch.load(Path(checkpoint_dir) / STATE_FILE, map_location=device, weights_only=True)

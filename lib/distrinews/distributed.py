@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from .precision import unsupported_gpu_message
+
 
 class DistError(RuntimeError):
     """A launch that cannot work; raised before any collective could hang."""
@@ -125,10 +127,15 @@ def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
     if not pick_cuda(requested):
         return torch.device("cpu")
     if backend_override() == "gloo":
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if launched_by_torchrun() else 1
-    check_enough_gpus(local_rank, local_world_size)
-    return torch.device("cuda", local_rank)
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+    else:
+        local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if launched_by_torchrun() else 1
+        check_enough_gpus(local_rank, local_world_size)
+        device = torch.device("cuda", local_rank)
+    unsupported = unsupported_gpu_message(device.index)  # e.g. a P100 under a torch built without sm_60
+    if unsupported:
+        raise DistError(unsupported)
+    return device
 
 
 def backend_override() -> str:
@@ -139,13 +146,20 @@ def backend_override() -> str:
 
 
 def backend_for(device: torch.device) -> str:
-    """NCCL between GPUs, gloo between CPUs.
+    """NCCL between GPUs, gloo between CPUs, and gloo between GPUs where this PyTorch has no NCCL (one line says so).
 
     `DISTRINEWS_BACKEND=gloo` makes GPU ranks use gloo instead, for exactly one case: several ranks sharing one
     GPU, which NCCL refuses ("Duplicate GPU detected"). `make gpu-check` runs DDP's device paths that way on a
     single-GPU machine; it is slow, and for checking only.
     """
-    return backend_override() or ("nccl" if device.type == "cuda" else "gloo")
+    if backend_override() or device.type != "cuda":
+        return backend_override() or "gloo"
+    if not dist.is_nccl_available():  # PyTorch for Windows (and macOS) is built without NCCL
+        if torchrun_ranks()[0] == 0:
+            print("distributed: this PyTorch has no NCCL (Windows builds lack it): GPU ranks use gloo, "
+                  "which works and is slower", flush=True)
+        return "gloo"
+    return "nccl"
 
 
 def setup(device: str = "auto", timeout_s: int = 600) -> DistContext:
@@ -181,6 +195,8 @@ def attempt_store(timeout: datetime.timedelta) -> dist.Store:
     random id and answers every other rank's own random ticket with it; all ranks then use keys under that id,
     which no earlier attempt can have written. Without torchrun's shared store (TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1,
     or another env:// launcher) rank 0 hosts a new store every attempt, which is returned unchanged.
+    The prefix cannot hide NCCL's own keys, which it writes past every prefix: rank 0 deletes those a dead
+    attempt left (`DEAD_ATTEMPT_KEYS`) before it lets any rank go on.
     """
     store, rank, world_size = next(dist.rendezvous("env://", timeout=timeout))
     store.set_timeout(timeout)
@@ -188,6 +204,8 @@ def attempt_store(timeout: datetime.timedelta) -> dist.Store:
         return store
     me = uuid.uuid4().hex
     if rank == 0:
+        for key in DEAD_ATTEMPT_KEYS:  # before any rank of this attempt is answered, so before any group starts
+            store.delete_key(key)
         answered = {peer: None for peer in range(1, world_size)}  # the ticket each rank was last answered for
         deadline = time.monotonic() + timeout.total_seconds()
         while answered:
@@ -209,6 +227,13 @@ def attempt_store(timeout: datetime.timedelta) -> dist.Store:
         attempt = store.get(f"attempt/answer/{me}").decode()  # only this attempt's rank 0 knows this ticket
         store.set(f"attempt/ack/{attempt}/{rank}", "1")
     return dist.PrefixStore(f"attempt/{attempt}/", store)
+
+
+# Keys a failed NCCL group writes to the raw store, past every prefix: ProcessGroupNCCL keeps a `globalStore_`,
+# its store with all PrefixStores unwrapped (getUnderlyingNonPrefixStore), and on a collective timeout its watchdog
+# sets "exception_dump" there to make every rank's heartbeat monitor dump its flight recorder, then exit. A new
+# attempt's monitor polls the same key in the same agent store, so a leftover one would kill healthy workers.
+DEAD_ATTEMPT_KEYS = ("exception_dump",)
 
 
 def apply_debug_switch() -> None:

@@ -68,7 +68,7 @@ def train(config: TrainConfig, device: torch.device, rank=0, local_rank=0, world
     log = print if is_main else lambda *args, **kwargs: None  # DDP: the other ranks stay quiet
     threads = set_cpu_threads(config.num_threads, device)  # --num-threads, else this process's share of the cores
     precision = resolve_precision(config.precision, device)  # by compute capability: fp16 on a T4, bf16 from 8.0
-    resume_from = ckpt.find_checkpoint(config.output_dir) if config.resume else None
+    resume_from = ckpt.agree_on_checkpoint(config.output_dir) if config.resume else None  # DDP: rank 0's call
     if resume_from:
         check_resumable(resume_from, config)  # the same recipe, or --resume false to start over
     log("config: " + " ".join(f"{k}={v}" for k, v in config.to_dict().items()))
@@ -129,7 +129,7 @@ def train(config: TrainConfig, device: torch.device, rank=0, local_rank=0, world
     # DDP: wrap after the checkpoint is loaded: DDP broadcasts rank 0's weights to every rank, and registers hooks
     # DDP: that all-reduce (average) the gradients during backward, in buckets of about 25 MB, overlapping the
     # DDP: communication with the rest of backward. `model` stays the plain model: evaluation and saving use it.
-    ddp_model = DDP(model, device_ids=[local_rank] if device.type == "cuda" else None) if ddp else model  # DDP: wrap
+    ddp_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if ddp else model  # DDP: wrap
 
     def save(epochs_done: int, batches_done: int) -> None:
         """Weights and tokenizer (from_pretrained layout) plus the training state; written atomically."""
