@@ -15,7 +15,19 @@ BIN := $(VENV)/bin
 # Kaggle input, then the Hugging Face hub, then synthetic data, and prints which it used.
 DEMO_DATA ?= $(if $(wildcard $(REALDATA)/test.csv),--train-file $(REALDATA)/train_subset_2000.csv $(REALDATA)/valid_subset_2000.csv --test-file $(REALDATA)/test.csv)
 
-.PHONY: demo test site kaggle-check gpu-check clean
+.PHONY: help demo test site kaggle-check kaggle-rehearsal gpu-check clean clean-runs
+.DEFAULT_GOAL := help
+
+# `make` alone: the targets, one line each (tests/test_makefile.py holds this list to the .PHONY line above).
+help:
+	@echo "make demo         train on 2 CPU processes with DDP, then serve the demo on http://127.0.0.1:7860"
+	@echo "make test         the whole test suite (about 16 minutes on 2 cores)"
+	@echo "make site         execute every notebook and render the course to site/"
+	@echo "make kaggle-check the course on Kaggle's package versions, in .venv-kaggle (6 to 7 minutes)"
+	@echo "make kaggle-rehearsal  every notebook in its own Kaggle session: papermill, /kaggle inputs, network (root)"
+	@echo "make gpu-check    the GPU paths the CPU tests cannot reach (at most 8 minutes on one GPU)"
+	@echo "make clean        remove .venv, site/ and build files; keeps runs/ (your checkpoints)"
+	@echo "make clean-runs   remove runs/ (every training run's checkpoints and metrics)"
 
 # DDP on 2 CPU processes (gloo); a per-device batch of 16 keeps the recipe's global batch of 32.
 demo: $(VENV)/.installed
@@ -40,6 +52,12 @@ site: $(VENV)/.installed
 kaggle-check:
 	.ci/kaggle-check
 
+# Every notebook as Kaggle's Save & Run All runs it, in the session its kernel-metadata.json asks for: papermill on
+# Kaggle's pins, /kaggle/input holding exactly its inputs, internet on or off. CPU sessions run to the end, GPU
+# sessions up to their hardware check (about 8 minutes; lays out /kaggle, so as root).
+kaggle-rehearsal:
+	.ci/kaggle-rehearsal
+
 # The GPU paths CPU tests cannot reach (fp16/bf16 training, kill and resume, 2 DDP ranks on one GPU, serving and
 # the benchmarks on CUDA), at most 8 minutes on one GPU; the report goes to results/. Without a GPU: exit 1.
 # It installs nothing: the venv's Python where one exists, else $(PYTHON) as found (a bare GPU machine, no pip).
@@ -60,4 +78,7 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.torch
 	touch $@
 
 clean:
-	rm -rf $(VENV) runs site build *.egg-info lib/*.egg-info
+	rm -rf $(VENV) site build *.egg-info lib/*.egg-info
+
+clean-runs:
+	rm -rf runs
