@@ -11,7 +11,7 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-SPACE_FILES = ("app.py", "README.md", "requirements.txt")
+SPACE_FILES = ("app.py", "README.md", "requirements.txt", "requirements-cpu.txt")
 
 
 class BuildPyWithSpace(build_py):
@@ -22,6 +22,7 @@ class BuildPyWithSpace(build_py):
         target.mkdir(parents=True, exist_ok=True)
         for name in SPACE_FILES:
             shutil.copy2(source / name, target / name)
+        shutil.copy2(source.parent / "LICENSE", target / "LICENSE")  # `publish space` ships it with the Space
 
 
 setup(cmdclass={"build_py": BuildPyWithSpace})

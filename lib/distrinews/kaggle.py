@@ -256,7 +256,7 @@ def build_wheel(dest: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="distrinews-wheel-") as tmp:
         source = Path(tmp) / "src"
         (source / "lib").mkdir(parents=True)
-        for name in ("pyproject.toml", "setup.py", "README.md"):
+        for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE"):
             shutil.copy2(ROOT / name, source / name)
         shutil.copytree(ROOT / "space", source / "space", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         shutil.copytree(PACKAGE_DIR, source / "lib" / "distrinews",
@@ -286,8 +286,11 @@ def wheel_problems(wheel: Path) -> list[str]:
                             "")
     wanted = [f"distrinews/{p.relative_to(PACKAGE_DIR).as_posix()}" for p in PACKAGE_DIR.rglob("*")
               if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
-    wanted += [f"distrinews/space/{name}" for name in ("app.py", "README.md", "requirements.txt")]  # setup.py
+    wanted += [f"distrinews/space/{name}" for name in ("app.py", "README.md", "requirements.txt",
+                                                        "requirements-cpu.txt", "LICENSE")]  # setup.py
     missing = sorted(name for name in wanted if name not in names)
+    if not any(name.endswith(".dist-info/licenses/LICENSE") for name in names):  # pyproject's license-files
+        missing.append("LICENSE in its .dist-info")
     problems = [f"{wheel.name} lacks {', '.join(missing)}"] if missing else []
     if "distrinews = distrinews.cli:main" not in entry_points:
         problems.append(f"{wheel.name} does not install the `distrinews` command")
