@@ -83,7 +83,7 @@ def test_both_programs_are_complete_and_short():
                  "tqdm(", "write_metrics(", "evaluate(", "save_checkpoint(", "restore_training_state(", "eval.json"):
         assert part in single, f"train_single.py should show {part} itself"
     ddp = DDP_SCRIPT.read_text()
-    for part in ("torch.cuda.set_device(device)", "dist.init_process_group(", "device_id=", "DDP(model, device_ids=[local_rank]",
+    for part in ("torch.cuda.set_device(device)", "dist.init_process_group(", "device_id=", "DDP(model, device_ids=[device.index]",
                  "model.no_sync()", "dist.all_reduce(stats)", "set_epoch(", "dist.barrier()", "destroy_process_group()",
                  "disable=not is_main", "evaluate(model, eval_loader"):
         assert part in ddp, f"train_ddp.py should show {part} itself"
