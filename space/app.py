@@ -8,12 +8,13 @@ One server answers both people and programs:
 The model comes from env DISTRINEWS_MODEL (a hub id or a local checkpoint directory), else a `model/` folder
 beside this file. Run locally:  DISTRINEWS_MODEL=runs/cpu-demo/checkpoint python space/app.py
 
-One file for every machine. On a CPU the model runs with int8 weights, in ONNX Runtime where it is installed (see
-requirements.txt) and in PyTorch otherwise: `NewsClassifier.load` picks the fastest path the machine allows and
-/health names it. Where torch sees a CUDA GPU (a GPU Space, `distrinews serve` on a GPU machine) it runs there with
-float32 weights, the int8 kernels being CPU kernels. ZeroGPU
-follows https://huggingface.co/docs/hub/spaces-zerogpu: the model is placed on CUDA here, at import, and the
-GPU is borrowed only while `run_model`, the @spaces.GPU function, runs.
+One file for every machine. On a CPU, where the model was published with its int8 ONNX file (`distrinews publish
+space` builds it once), ONNX Runtime runs that file and torch is never imported: a CPU Space installs neither torch
+nor the exporter (requirements-cpu.txt). Elsewhere `NewsClassifier.load` picks the fastest path the machine allows
+(a checkpoint on a CPU: exported to int8 ONNX on the first start, or PyTorch's int8) and /health names it. Where
+there is a CUDA GPU (a GPU Space, `distrinews serve` on a GPU machine) the model runs there with float32 weights,
+the int8 kernels being CPU kernels. ZeroGPU follows https://huggingface.co/docs/hub/spaces-zerogpu: the model is
+placed on CUDA here, at import, and the GPU is borrowed only while `run_model`, the @spaces.GPU function, runs.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ try:
 except ImportError:
     spaces = None
 
+import dataclasses
 import os
 import threading
 import time
@@ -36,7 +38,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from distrinews.inference import NewsClassifier, Prediction
+from distrinews.prebuilt import OnnxClassifier, Prediction  # imports no torch
 
 COURSE_URL = "https://github.com/OWNER/distrinews"  # placeholder: the course repository
 MAX_TEXTS = 64  # headlines per call, API and batch tab alike
@@ -70,19 +72,41 @@ def find_model() -> str:
                        "(e.g. DISTRINEWS_MODEL=runs/cpu-demo/checkpoint), or put one in a model/ folder beside app.py")
 
 
+def has_gpu() -> bool:
+    """ZeroGPU, or an NVIDIA GPU that CUDA_VISIBLE_DEVICES does not hide: asked without importing torch, which a
+    CPU Space does not install."""
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1")
+    return ZERO_GPU or (not hidden and any(Path("/dev").glob("nvidia[0-9]*")))
+
+
+def load_classifier(source: str, device: str = "auto"):
+    """On a CPU, the int8 ONNX model published beside the weights, when there is one; else NewsClassifier.load."""
+    if device == "cpu" or (device == "auto" and not has_gpu()):
+        prebuilt = OnnxClassifier.load(source)
+        if prebuilt is not None:
+            return prebuilt
+    try:
+        from distrinews.inference import NewsClassifier  # torch: a GPU, or a checkpoint without onnx/
+    except ImportError as err:
+        raise RuntimeError(f"{source} has no int8 ONNX model (onnx/model-int8.onnx), and {err.name} is not installed "
+                           "to run its weights: publish the model with `distrinews publish space`, which builds "
+                           "that file, or install requirements.txt (with torch)") from None
+    return NewsClassifier.load(source, device=device)
+
+
 MODEL_SOURCE = find_model()
-# device="auto": CUDA where torch sees a GPU, float32 there; else the CPU, int8 (ONNX Runtime's, or PyTorch's where
-# onnxruntime is missing; the first start exports the model once and caches it). On ZeroGPU torch sees one at
-# import too (`spaces` emulates CUDA outside @spaces.GPU calls), so the model is placed on CUDA here, at module
-# level, as the ZeroGPU docs ask ("Model loading"): moving it inside the decorated call would be slower, and
-# would not last, since each call runs in a worker process whose changes never come back to this one.
-CLASSIFIER = NewsClassifier.load(MODEL_SOURCE)
+# device="auto": CUDA where there is a GPU, float32 there; else the CPU, int8 (the published ONNX file; for a bare
+# checkpoint ONNX Runtime's export, cached after the first start, or PyTorch's where onnxruntime is missing). On
+# ZeroGPU torch sees a GPU at import too (`spaces` emulates CUDA outside @spaces.GPU calls), so the model is placed
+# on CUDA here, at module level, as the ZeroGPU docs ask ("Model loading"): moving it inside the decorated call
+# would be slower, and would not last, since each call runs in a worker process whose changes never come back.
+CLASSIFIER = load_classifier(MODEL_SOURCE)
 MODEL_LOCK = threading.Lock()  # one forward at a time: callers come from the Gradio queue and the API threadpool
 # The JSON API is no Gradio event: ZeroGPU bills each @spaces.GPU call to the visitor through the Gradio request
 # (its x-ip-token header, https://huggingface.co/docs/hub/spaces-api-endpoints), and a call from a plain route
 # has none, so it would spend the Space's small anonymous quota. On ZeroGPU the API answers on the CPU, in int8
 # (ONNX Runtime's where installed, like any CPU Space).
-CPU_CLASSIFIER = NewsClassifier.load(MODEL_SOURCE, device="cpu") if ZERO_GPU else CLASSIFIER
+CPU_CLASSIFIER = load_classifier(MODEL_SOURCE, device="cpu") if ZERO_GPU else CLASSIFIER
 # Its own lock on ZeroGPU: GPU workers are forked from this process, and a lock an API thread holds at that moment
 # would stay held forever in the worker's copy.
 CPU_LOCK = threading.Lock() if ZERO_GPU else MODEL_LOCK
@@ -125,7 +149,7 @@ def classify(texts: list, run=run_model) -> list[Prediction]:
         raise InputError(f"too many texts: {len(texts)} sent, at most {MAX_TEXTS} per call")
     cleaned = [clean(text) for text in texts]
     predictions = run([text for text, _ in cleaned])
-    return [Prediction(p.label, p.probabilities, p.truncated or cut) for p, (_, cut) in zip(predictions, cleaned)]
+    return [dataclasses.replace(p, truncated=p.truncated or cut) for p, (_, cut) in zip(predictions, cleaned)]
 
 
 def predict(text: str) -> dict[str, float]:

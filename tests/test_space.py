@@ -1,15 +1,19 @@
 """The Space: the pure predict function, the app on CPU, CUDA and ZeroGPU machines (faked on this CPU), the
-staged Space folder served on its own (UI + JSON API), and what `publish space` and `serve` check first."""
+staged Space folder served on its own (UI + JSON API) from the staged model's prebuilt int8 ONNX file, without
+torch, and what `publish space` and `serve` check first."""
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import math
 import multiprocessing
 import os
 import shutil
+import subprocess
 import sys
+import textwrap
 import types
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
@@ -188,8 +192,8 @@ def staged_space(smoke_run, tmp_path_factory) -> Path:
     stage = tmp_path_factory.mktemp("stage")
     proc = run_cli("publish", "space", "--space-id", "course/distrinews-demo", "--model-id", "course/distrinews",
                    "--checkpoint", str(smoke_run / "checkpoint"), "--dry-run", "--stage-dir", str(stage))
-    assert "would push space course/distrinews-demo" in proc.stdout and "distrinews/inference.py" in proc.stdout
-    assert "nothing pushed" in proc.stdout
+    assert "would push space course/distrinews-demo" in proc.stdout and "distrinews/prebuilt.py" in proc.stdout
+    assert "onnx/model-int8.onnx" in proc.stdout and "nothing pushed" in proc.stdout
     return stage
 
 
@@ -199,27 +203,73 @@ def test_publish_dry_run_stages_a_space_and_a_model_card(staged_space, smoke_run
     for key in ("title:", "sdk: gradio", "sdk_version:", "app_file: app.py", "python_version:",
                 "short_description:", "  - course/distrinews", "  - fancyzhx/ag_news", "license:"):
         assert key in readme
-    assert (space / "distrinews" / "inference.py").exists() and (space / "requirements.txt").exists()
+    assert (space / "distrinews" / "prebuilt.py").exists() and (space / "requirements.txt").exists()
+    assert (space / "LICENSE").read_text() == (ROOT / "LICENSE").read_text()
     card = (model / "README.md").read_text()
-    assert "DistributedDataParallel" in card and "fancyzhx/ag_news" in card and "`tiny`" in card
     accuracy = run_json(smoke_run / "eval.json")["accuracy"]
     assert f"{accuracy:.4f}" in card  # the measured metric, not a made-up one
     assert not (model / "training_state.pt").exists() and (model / "model.safetensors").exists()
+    assert (model / "onnx" / "model-int8.onnx").stat().st_size > 0  # built once, here, not in the Space
 
 
 def front_matter(readme: Path) -> dict:
     return yaml.safe_load(readme.read_text().split("---")[1])
 
 
-def test_the_staged_space_runs_on_zerogpu_and_names_a_tested_gradio(staged_space):
+def requirement_names(requirements: Path) -> set[str]:
+    return {line.split("=")[0].split(">")[0].split("<")[0].strip() for line in requirements.read_text().splitlines()
+            if line.strip() and not line.startswith("#")}
+
+
+def test_a_cpu_space_installs_neither_torch_nor_the_exporter(staged_space):
+    names = requirement_names(staged_space / "space" / "requirements.txt")
+    assert "onnxruntime" in names and "tokenizers" in names
+    assert not names & {"torch", "transformers", "onnx", "onnxscript", "safetensors"}, names
+
+
+def test_the_cpu_space_answers_from_the_prebuilt_onnx_without_importing_torch(staged_space, smoke_run):
+    """The staged app in a fresh process, as the Space runs it: the published model's int8 ONNX file, and torch
+    (installed here, but not on a CPU Space) never imported; its answers are the torch-loaded app's."""
+    probe = textwrap.dedent("""\
+        import json, sys, app
+        texts = app.EXAMPLES + ["word " * 500]
+        answers = [p.to_dict() for p in app.classify(texts)]
+        heavy = sorted(m for m in ("torch", "transformers", "onnx", "onnxscript") if m in sys.modules)
+        print(json.dumps({"engine": app.CLASSIFIER.engine, "texts": texts, "answers": answers, "loaded": heavy}))
+    """)
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "SPACES_ZERO_GPU")}
+    env.update(DISTRINEWS_MODEL=str(staged_space / "model"), CUDA_VISIBLE_DEVICES="",
+               GRADIO_ANALYTICS_ENABLED="False")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=staged_space / "space", env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["engine"] == "onnx-int8" and result["loaded"] == [], result
+    from distrinews.inference import NewsClassifier
+
+    torch_app = NewsClassifier.load(str(smoke_run / "checkpoint"), optimize="none")  # float32 weights in torch
+    for answer, reference in zip(result["answers"], torch_app.predict(result["texts"]), strict=True):
+        assert answer["label"] == reference.label and answer["truncated"] == reference.truncated
+        assert all(math.isclose(answer["probabilities"][k], p, abs_tol=0.05)
+                   for k, p in reference.probabilities.items())
+    assert result["answers"][-1]["truncated"] is True
+
+
+@pytest.fixture
+def zero_gpu_space(tmp_path) -> Path:
+    return serving.stage_space("course/distrinews", tmp_path, "course/distrinews-demo", hardware="zero-gpu")
+
+
+def test_a_zerogpu_space_keeps_torch_at_a_version_zerogpu_runs_and_names_a_tested_gradio(zero_gpu_space):
     """Issue #12.11: python 3.11 and an unpinned torch>=2.3 are not what ZeroGPU runs."""
-    meta = front_matter(staged_space / "space" / "README.md")
+    meta = front_matter(zero_gpu_space / "README.md")
     # https://huggingface.co/docs/hub/spaces-zerogpu, "Supported Versions"
     assert meta["python_version"] in ("3.10.13", "3.12.12")
-    requirements = (staged_space / "space" / "requirements.txt").read_text().splitlines()
+    requirements = (zero_gpu_space / "requirements.txt").read_text().splitlines()
     pins = [line.removeprefix("torch==") for line in requirements if line.startswith("torch")]
     assert len(pins) == 1 and pins[0] in ("2.8.0", "2.9.1", "2.10.0", "2.11.0"), pins
     assert meta["sdk_version"] == version("gradio")  # the gradio this environment tested the app with
+    assert (zero_gpu_space / "LICENSE").exists()
 
 
 @pytest.mark.parametrize("file, change, message", [
@@ -227,14 +277,22 @@ def test_the_staged_space_runs_on_zerogpu_and_names_a_tested_gradio(staged_space
     ("requirements.txt", ("torch==2.11.0", "torch>=2.3"), "must pin torch"),
     ("requirements.txt", ("torch==2.11.0", "torch==2.3.1"), "must pin torch"),
 ])
-def test_validation_refuses_versions_zerogpu_does_not_run(staged_space, smoke_run, tmp_path, file, change, message):
+def test_validation_refuses_versions_zerogpu_does_not_run(zero_gpu_space, staged_space, tmp_path, file, change,
+                                                          message):
+    text = (zero_gpu_space / file).read_text()
+    assert change[0] in text
+    (zero_gpu_space / file).write_text(text.replace(*change))
+    with pytest.raises(serving.PublishError, match=message):
+        serving.validate_space(zero_gpu_space, staged_space / "model", hardware="zero-gpu")
+
+
+def test_validation_refuses_torch_on_a_cpu_space(staged_space, tmp_path):
     folder = tmp_path / "space"
     shutil.copytree(staged_space / "space", folder)
-    text = (folder / file).read_text()
-    assert change[0] in text
-    (folder / file).write_text(text.replace(*change))
-    with pytest.raises(serving.PublishError, match=message):
-        serving.validate_space(folder, smoke_run / "checkpoint")
+    with open(folder / "requirements.txt", "a") as requirements:
+        requirements.write("torch==2.11.0\n")
+    with pytest.raises(serving.PublishError, match="none of torch"):
+        serving.validate_space(folder, staged_space / "model", hardware="cpu")
 
 
 @pytest.mark.parametrize("installed, tested", [("5.50.0", True), ("6.31.0", True), ("6.0.1", True),
@@ -279,8 +337,6 @@ def test_publish_without_a_token_exits_2_with_a_clear_message(smoke_run, tmp_pat
 
 
 def run_json(path: Path) -> dict:
-    import json
-
     return json.loads(path.read_text())
 
 
@@ -290,7 +346,7 @@ def server(staged_space, smoke_run, tmp_path_factory):
     port, folder = free_port(), staged_space / "space"
     log = tmp_path_factory.mktemp("server") / "server.log"
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env.update(DISTRINEWS_MODEL=str(smoke_run / "checkpoint"), GRADIO_SERVER_NAME="127.0.0.1",
+    env.update(DISTRINEWS_MODEL=str(staged_space / "model"), GRADIO_SERVER_NAME="127.0.0.1",
                GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
     url = f"http://127.0.0.1:{port}"
     with running_server([sys.executable, "app.py"], url, log, cwd=folder, env=env):
@@ -316,11 +372,11 @@ def test_serve_answers_the_page_and_the_json_api_on_one_port(smoke_run, tmp_path
     assert f"DistriNews demo: {url} (Ctrl+C to stop)" in (tmp_path / "serve.log").read_text()
 
 
-def test_health_names_the_model(server, smoke_run):
+def test_health_names_the_model(server, staged_space):
     answer = httpx.get(f"{server}/health", timeout=10)
     assert answer.status_code == 200
-    # The staged folder's own distrinews exports and runs the model with ONNX Runtime: it ships what that needs.
-    assert answer.json() == {"status": "ok", "model": str(smoke_run / "checkpoint"), "engine": "onnx-int8"}
+    # The staged folder runs the staged model's prebuilt ONNX file with ONNX Runtime.
+    assert answer.json() == {"status": "ok", "model": str(staged_space / "model"), "engine": "onnx-int8"}
 
 
 def test_gradio_client_calls_the_predict_endpoint(server):

@@ -4,9 +4,11 @@
     distrinews publish space --space-id me/distrinews --model-id me/distrinews-agnews \\
         --checkpoint runs/cpu-demo/checkpoint --dry-run                  # stage and validate, push nothing
 
-`publish space` stages two folders, `STAGE/model` (the checkpoint's inference files and a model card) and
-`STAGE/space` (app.py, README.md, requirements.txt and the `distrinews` modules app.py imports, so the folder
-runs on its own), validates them, then pushes both with huggingface_hub unless --dry-run.
+`publish space` stages two folders, `STAGE/model` (the checkpoint's inference files, the int8 ONNX model built
+from them here, once, and a model card generated from the run) and `STAGE/space` (app.py, README.md, LICENSE,
+the requirements for the chosen hardware and the `distrinews` modules app.py imports, so the folder runs on its
+own), validates them, then pushes both with huggingface_hub unless --dry-run. A CPU Space runs the prebuilt ONNX
+model and installs no torch (space/requirements-cpu.txt); a ZeroGPU Space keeps PyTorch (space/requirements.txt).
 Gradio (the `space` extra) and huggingface_hub are imported inside the commands: `distrinews train` never pays
 for them, and an install without them says which extra to add.
 """
@@ -25,7 +27,8 @@ from pathlib import Path
 
 from .checkpoint import require_checkpoint
 from .kaggle import add_publish_command as add_publish_kaggle
-from .publishing import PublishError, fresh_dir, needs  # PublishError: cli.py imports it from here
+from .prebuilt import ONNX_FILE
+from .publishing import PublishError, fresh_dir, model_card, needs  # PublishError: cli.py imports it from here
 
 # The repository's space/ folder in a checkout; inside an installed wheel, the copy setup.py packs with it.
 SPACE_SOURCE = next((d for d in (Path(__file__).resolve().parents[2] / "space", Path(__file__).resolve().parent / "space")
@@ -33,7 +36,13 @@ SPACE_SOURCE = next((d for d in (Path(__file__).resolve().parents[2] / "space", 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # What app.py imports, directly or not: staged beside it, so the Space needs no install of the library
 APP_MODULES = ("__init__.py", "environment.py", "inference.py", "labels.py", "modeling.py", "onnx_export.py",
-               "synthetic.py")
+               "prebuilt.py", "synthetic.py")
+LICENSE_FILE = next((d / "LICENSE" for d in (SPACE_SOURCE, SPACE_SOURCE.parent) if (d / "LICENSE").exists()),
+                    SPACE_SOURCE.parent / "LICENSE")  # the checkout's, or the copy setup.py packs beside the app
+# The Space's requirements by hardware: on a CPU the prebuilt ONNX model alone, on ZeroGPU PyTorch (the docs'
+# `spaces.GPU` runs torch code on the borrowed GPU).
+REQUIREMENTS = {"cpu": "requirements-cpu.txt", "zero-gpu": "requirements.txt"}
+NOT_ON_A_CPU_SPACE = ("torch", "transformers", "onnx", "onnxscript")  # what the prebuilt model spares it
 MODEL_FILES_SKIPPED = ("training_state.pt",)  # optimizer state: large, and only for resuming
 PLACEHOLDER_MODEL = "OWNER/distrinews-distilbert-agnews"
 REQUIRED_FRONT_MATTER = ("title", "emoji", "colorFrom", "colorTo", "sdk", "sdk_version", "app_file",
@@ -41,8 +50,7 @@ REQUIRED_FRONT_MATTER = ("title", "emoji", "colorFrom", "colorTo", "sdk", "sdk_v
 HARDWARE = {"cpu": "cpu-basic", "zero-gpu": "zero-a10g"}
 REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 # What ZeroGPU runs (https://huggingface.co/docs/hub/spaces-zerogpu, "Supported Versions", read 2026-07): the
-# Space's README python_version and requirements.txt torch pin must be among them, whatever the hardware, so the
-# same folder works when the Space is moved to ZeroGPU.
+# Space's README python_version must be among them whatever the hardware, and a ZeroGPU Space's torch pin too.
 ZEROGPU_PYTHON = ("3.10.13", "3.12.12")
 ZEROGPU_TORCH = ("2.8.0", "2.9.1", "2.10.0", "2.11.0")
 # The Space's sdk_version is the gradio installed where `publish space` runs, the one validate_space has just
@@ -114,9 +122,9 @@ def command_publish_space(args) -> int:
         checkpoint = require_checkpoint(args.checkpoint)  # its FileNotFoundError exits 2 through the CLI
         token = None if args.dry_run else find_token()  # fail before any work when a push cannot happen
         stage = Path(args.stage_dir) if args.stage_dir else Path(tempfile.mkdtemp(prefix="distrinews-publish-"))
-        model_dir, space_dir = stage_model(checkpoint, args.model_id, stage), stage_space(args.model_id, stage,
-                                                                                           args.space_id)
-        validate_space(space_dir, checkpoint)
+        model_dir = stage_model(checkpoint, args.model_id, stage)
+        space_dir = stage_space(args.model_id, stage, args.space_id, args.hardware)
+        validate_space(space_dir, model_dir, args.hardware)
     except PublishError as err:
         print(f"distrinews: error: {err}", file=sys.stderr)
         return 2
@@ -155,20 +163,46 @@ def find_token() -> str:
 
 
 def stage_model(checkpoint: Path, model_id: str, stage: Path) -> Path:
-    """The checkpoint's inference files plus a model card, in STAGE/model."""
+    """The checkpoint's inference files, its int8 ONNX model and a model card, in STAGE/model."""
     folder = fresh_dir(stage / "model")
     for path in checkpoint.iterdir():
         if path.is_file() and path.name not in MODEL_FILES_SKIPPED:
             shutil.copy2(path, folder / path.name)
-    (folder / "README.md").write_text(model_card(checkpoint, model_id), encoding="utf-8")
+    build_onnx(checkpoint, folder / ONNX_FILE)
+    (folder / "README.md").write_text(model_card(checkpoint, model_id, onnx_file=ONNX_FILE), encoding="utf-8")
     return folder
 
 
-def stage_space(model_id: str, stage: Path, space_id: str) -> Path:
-    """app.py, README.md (front matter naming the model), requirements.txt and the distrinews modules."""
+def build_onnx(checkpoint: Path, target: Path) -> Path:
+    """The int8 ONNX model a CPU Space runs, made here once rather than at every cold start of the Space:
+    exported, fused and checked against torch's logits by distrinews.onnx_export, then quantized.
+
+    7-bit weights (`reduced_range`) whatever this machine has: the Space's CPU is unknown here, and on an x86 CPU
+    without VNNI 8-bit weights can saturate (onnx_export.needs_reduced_range says why).
+    """
+    for module in ("onnxruntime", "onnx", "onnxscript"):
+        needs(module, "publish space", extra="space")
+    from .modeling import build_model, build_tokenizer
+    from .onnx_export import OnnxUnavailable, load_onnx_model
+
+    model = build_model(str(checkpoint), build_tokenizer(str(checkpoint))).float().eval()
+    with tempfile.TemporaryDirectory(prefix="distrinews-onnx-") as work:
+        try:
+            onnx_model = load_onnx_model(model, quantize=True, cache=work, reduced_range=True)
+        except OnnxUnavailable as err:
+            raise PublishError(f"cannot build the int8 ONNX model for the Space: {err}") from None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(onnx_model.path, target)
+    return target
+
+
+def stage_space(model_id: str, stage: Path, space_id: str, hardware: str = "cpu") -> Path:
+    """app.py, README.md (front matter naming the model), LICENSE, the hardware's requirements.txt and the
+    distrinews modules."""
     folder = fresh_dir(stage / "space")
     shutil.copy2(SPACE_SOURCE / "app.py", folder / "app.py")
-    shutil.copy2(SPACE_SOURCE / "requirements.txt", folder / "requirements.txt")
+    shutil.copy2(SPACE_SOURCE / REQUIREMENTS[hardware], folder / "requirements.txt")
+    shutil.copy2(LICENSE_FILE, folder / "LICENSE")
     readme = (SPACE_SOURCE / "README.md").read_text(encoding="utf-8").replace(PLACEHOLDER_MODEL, model_id)
     readme = readme.replace("OWNER-NAME.hf.space", space_id.replace("/", "-").replace("_", "-").lower() + ".hf.space")
     readme = re.sub(r"(?m)^sdk_version: .*$", f"sdk_version: {tested_gradio_version()}", readme, count=1)
@@ -194,72 +228,9 @@ def tested_gradio_version() -> str:
     return installed
 
 
-def model_card(checkpoint: Path, model_id: str) -> str:
-    """Front matter, the recipe from distrinews_config.json and the metrics from eval.json beside the run."""
-    config = read_json(checkpoint / "distrinews_config.json")
-    metrics = read_json(checkpoint.parent / "eval.json")
-    recipe = "\n".join(f"| `{key}` | `{config[key]}` |" for key in (
-        "model_name", "max_length", "epochs", "per_device_batch_size", "grad_accum_steps", "optimizer",
-        "learning_rate", "weight_decay", "warmup_ratio", "precision", "seed") if key in config)
-    if metrics:
-        results = (f"Measured on {metrics.get('n_examples', '?')} held-out AG News test examples: "
-                   f"accuracy **{metrics.get('accuracy', float('nan')):.4f}**, "
-                   f"macro-F1 **{metrics.get('macro_f1', float('nan')):.4f}**.")
-    else:
-        results = "No eval.json was found beside the checkpoint: run `distrinews evaluate` to measure it."
-    return f"""---
-license: mit
-language: en
-library_name: transformers
-pipeline_tag: text-classification
-datasets:
-  - fancyzhx/ag_news
-tags:
-  - distilbert
-  - ag-news
-  - ddp
----
-
-# {model_id}
-
-A news topic classifier: **World**, **Sports**, **Business** or **Sci/Tech**. Fine-tuned on
-[AG News](https://huggingface.co/datasets/fancyzhx/ag_news) with the DistriNews course library.
-
-## How it was trained
-
-PyTorch DistributedDataParallel (DDP): one process per device (`torchrun --nproc_per_node=N -m distrinews
-train ...`), each reading its own shard of the data through a DistributedSampler, gradients averaged by
-all-reduce after every backward pass, so all replicas stay identical. The global batch is
-`per_device_batch_size x world_size x grad_accum_steps`.
-
-| setting | value |
-|---|---|
-{recipe or "| (no distrinews_config.json found) | |"}
-
-## Results
-
-{results}
-
-## Use
-
-```python
-from transformers import pipeline
-
-classify = pipeline("text-classification", model="{model_id}")
-classify("Stocks rally as oil prices fall")
-```
-"""
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def validate_space(space_dir: Path, checkpoint: Path) -> None:
-    """Front matter keys present, and app.py imports from the staged folder alone."""
+def validate_space(space_dir: Path, model_dir: Path, hardware: str = "cpu") -> None:
+    """Front matter keys present, the hardware's requirements, and app.py answering from the staged folder alone
+    with the staged model (on a CPU Space: from the prebuilt ONNX model, with torch never imported)."""
     import yaml
 
     text = (space_dir / "README.md").read_text(encoding="utf-8")
@@ -276,20 +247,30 @@ def validate_space(space_dir: Path, checkpoint: Path) -> None:
         raise PublishError(f"space README.md python_version {meta['python_version']} is not one ZeroGPU runs: use "
                            f"{' or '.join(ZEROGPU_PYTHON)} (https://huggingface.co/docs/hub/spaces-zerogpu)")
     requirements = (space_dir / "requirements.txt").read_text(encoding="utf-8")
-    pins = re.findall(r"(?m)^torch==([\w.]+)\s*$", requirements)
-    if len(pins) != 1 or pins[0] not in ZEROGPU_TORCH:
-        raise PublishError(f"space requirements.txt must pin torch to one version ZeroGPU runs, e.g. "
-                           f"torch=={ZEROGPU_TORCH[-1]} (https://huggingface.co/docs/hub/spaces-zerogpu)")
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env.update(DISTRINEWS_MODEL=str(checkpoint.resolve()), GRADIO_ANALYTICS_ENABLED="False")
-    # `python -c` puts the cwd first on sys.path, so the staged distrinews must win over the installed one
-    probe = ("import pathlib, app, distrinews; here = pathlib.Path('distrinews').resolve(); "
-             "assert pathlib.Path(distrinews.__file__).resolve().parent == here, distrinews.__file__")
+    if hardware == "cpu":
+        heavy = [name for name in re.findall(r"(?m)^([A-Za-z0-9_.-]+)", requirements) if name in NOT_ON_A_CPU_SPACE]
+        if heavy or not re.search(r"(?m)^onnxruntime\b", requirements):
+            raise PublishError(f"a CPU Space's requirements.txt installs onnxruntime and none of "
+                               f"{', '.join(NOT_ON_A_CPU_SPACE)} (found {', '.join(heavy) or 'no onnxruntime'})")
+    else:
+        pins = re.findall(r"(?m)^torch==([\w.]+)\s*$", requirements)
+        if len(pins) != 1 or pins[0] not in ZEROGPU_TORCH:
+            raise PublishError(f"space requirements.txt must pin torch to one version ZeroGPU runs, e.g. "
+                               f"torch=={ZEROGPU_TORCH[-1]} (https://huggingface.co/docs/hub/spaces-zerogpu)")
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "SPACES_ZERO_GPU")}
+    env.update(DISTRINEWS_MODEL=str(model_dir.resolve()), GRADIO_ANALYTICS_ENABLED="False",
+               **({"CUDA_VISIBLE_DEVICES": ""} if hardware == "cpu" else {}))  # a GPU here is none on the Space
+    # `python -c` puts the cwd first on sys.path, so the staged distrinews must win over the installed one. Here,
+    # as on a CPU Space, the app runs the staged ONNX model: it must answer without importing torch.
+    probe = ("import pathlib, sys, app, distrinews; here = pathlib.Path('distrinews').resolve(); "
+             "assert pathlib.Path(distrinews.__file__).resolve().parent == here, distrinews.__file__; "
+             "assert app.predict(app.EXAMPLES[0]); "
+             f"assert {hardware != 'cpu'} or 'torch' not in sys.modules, 'the CPU Space app imported torch'")
     proc = subprocess.run([sys.executable, "-c", probe], cwd=space_dir, env=env, capture_output=True, text=True,
                           timeout=300)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        raise PublishError(f"the staged app.py does not import from {space_dir}:\n" + "\n".join(tail))
+        raise PublishError(f"the staged app.py does not run from {space_dir} alone:\n" + "\n".join(tail))
 
 
 def push(plan: list[tuple[str, str, Path]], token: str, hardware: str) -> None:
