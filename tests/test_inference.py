@@ -109,6 +109,7 @@ def fake_cuda(monkeypatch) -> list[str]:
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # a T4
     monkeypatch.setattr(torch.Tensor, "to", to)
     return moves
 
