@@ -285,7 +285,7 @@ def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
 def diagnose(ctx: DistContext) -> dict:
     """One all-reduce across all ranks, plus what every rank runs on; returns the same report on every rank."""
     ones = torch.ones(1, device=ctx.device)
-    all_reduce_sum(ones, ctx)  # DDP: if this returns, every rank can reach every other
+    all_reduce_sum(ones, ctx)  # DDP: returns once every rank's 1 is in the sum and the sum is on every rank
     name = torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else "cpu"
     mine = {"rank": ctx.rank, "local_rank": ctx.local_rank, "device": str(ctx.device), "name": name}
     everyone = [mine]
