@@ -235,7 +235,7 @@ def test_overlap_script_profiles_buckets_that_overlap_backward(scripts):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((scripts / "overlap.json").read_text())
     default, small, view = results.values()
-    assert default["buckets"] == 1 and small["buckets"] > 1  # the tiny model fits one 25 MB bucket
+    assert default["buckets"] == 1 and small["buckets"] > 1  # the tiny model fits one 25 MiB bucket
     assert view["gradient storages"] == view["buckets"] < view["parameters"] == small["gradient storages"]
     summaries = []
     for r in results.values():
