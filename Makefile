@@ -40,10 +40,12 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected (exit 5)"; exit 0; fi; exit $$rc
 
-# The course as a website: every notebook executed top to bottom, rendered to site/NN_slug.html (each page opens
-# with what it ran on), listed in site/index.html with its run time. Without a GPU the notebooks pick cpu-course:
-# the real all-MiniLM-L6-v2 on the real AG News rows in $(REALDATA), at most 30 minutes on 2 cores.
-# `make site DISTRINEWS_PRESET=smoke` renders the quick smoke version instead.
+# The course as a website: every notebook executed top to bottom, rendered by MkDocs (Material, mkdocs-jupyter) to
+# site/NN_slug.html (each page opens with what it ran on and how long it took), with a sidebar of every notebook,
+# previous/next links and a search box; site/index.html lists every page with its run time. Open it from disk, or
+# serve it (`python -m http.server -d site`), where search needs no internet at all. Without a GPU the notebooks
+# pick cpu-course: the real all-MiniLM-L6-v2 on the real AG News rows in $(REALDATA), at most 30 minutes on 2
+# cores. `make site DISTRINEWS_PRESET=smoke` renders the quick smoke version instead.
 site: $(VENV)/.installed
 	$(if $(wildcard $(REALDATA)/test.csv),DISTRINEWS_AG_NEWS=$(abspath $(REALDATA))) $(BIN)/distrinews site --out site
 
