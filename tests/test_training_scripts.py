@@ -21,7 +21,10 @@ from conftest import ROOT, read_json, run_cli
 LIBRARY = ROOT / "lib" / "distrinews"
 SINGLE, DDP_SCRIPT = LIBRARY / "train_single.py", LIBRARY / "train_ddp.py"
 TAG = "# DDP:"
-MOST_ADDED_LINES = 100  # "the diff stays short": today's count is in the closing note of issue 11
+# Sizes the programs are held to (issue 21 aims at about 160 lines and 40 diff lines; today 209 and 64).
+MOST_DDP_LINES = 210  # train_ddp.py, docstring and blank lines included (was 224)
+MOST_DIFF_CODE_LINES = 64  # code lines of train_ddp.py that `diff` marks as added or changed (was 79)
+MOST_COLUMNS = 100  # both programs: a line a notebook cell shows without wrapping
 
 
 def added_lines(old: str, new: str) -> set[int]:
@@ -58,8 +61,39 @@ def test_every_line_ddp_adds_to_the_single_device_program_says_why():
     missing = uncovered(single, ddp)
     assert not missing, "lines of train_ddp.py that differ from train_single.py without a `# DDP:` comment:\n" + \
         "\n".join(f"{n}: {line}" for n, line in missing)
-    added = added_lines(single, ddp)
-    assert 0 < len(added) <= MOST_ADDED_LINES, f"{len(added)} added or changed lines: DDP is meant to be a short diff"
+
+def code_lines_ddp_adds(single: str, ddp: str) -> list[str]:
+    """The lines of `ddp` a line diff marks as added or changed that hold code (not blank, not only a comment)."""
+    lines = ddp.splitlines()
+    return [lines[n - 1] for n in sorted(added_lines(single, ddp))
+            if lines[n - 1].strip() and not lines[n - 1].strip().startswith("#")]
+
+
+def test_the_programs_stay_tutorial_sized():
+    single, ddp = SINGLE.read_text(), DDP_SCRIPT.read_text()
+    assert len(ddp.splitlines()) <= MOST_DDP_LINES, f"train_ddp.py grew past {MOST_DDP_LINES} lines"
+    for script in (SINGLE, DDP_SCRIPT):
+        wide = [(n, len(line)) for n, line in enumerate(script.read_text().splitlines(), 1)
+                if len(line) > MOST_COLUMNS]
+        assert not wide, f"{script.name}: lines over {MOST_COLUMNS} columns (line, length): {wide}"
+    added = code_lines_ddp_adds(single, ddp)
+    assert 0 < len(added) <= MOST_DIFF_CODE_LINES, (
+        f"{len(added)} code lines added or changed for DDP (at most {MOST_DIFF_CODE_LINES}):\n" + "\n".join(added))
+
+
+def test_a_ddp_comment_is_one_short_line():
+    """The notebook's walk-through carries the paragraphs: no `# DDP:` comment runs on over several lines."""
+    source = DDP_SCRIPT.read_text()
+    comments = [tok for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT]
+    alone = [tok.start[0] for tok in comments if TAG in tok.string and not tok.line[:tok.start[1]].strip()]
+    assert not alone, f"train_ddp.py: `# DDP:` comments on lines of their own (say it on the code line): {alone}"
+
+
+def test_the_diff_counts_code_not_comments():
+    single = "x = 1  # one\n\ny = 2\n"
+    assert code_lines_ddp_adds(single, "x = 1  # one\n# DDP: a note\n\ny = 2\nz = 3  # DDP: new\n") == [
+        "z = 3  # DDP: new"]
+    assert code_lines_ddp_adds(single, "x = 1  # changed comment\n\ny = 2\n") == ["x = 1  # changed comment"]
 
 
 def test_the_rule_catches_an_untagged_change_and_a_tagged_def_covers_nothing():
@@ -73,19 +107,19 @@ def test_the_rule_catches_an_untagged_change_and_a_tagged_def_covers_nothing():
 
 
 def test_both_programs_are_complete_and_short():
-    for script, most in ((SINGLE, 200), (DDP_SCRIPT, 240)):
+    for script in (SINGLE, DDP_SCRIPT):
         text = script.read_text()
-        assert len(text.splitlines()) <= most, f"{script.name} grew past {most} lines"
         assert not any(isinstance(node, ast.ClassDef) for node in ast.walk(ast.parse(text))), \
             f"{script.name} reads top to bottom: no class hierarchy"
     single = SINGLE.read_text()
-    for part in ("get_linear_schedule_with_warmup", "torch.optim.AdamW", "weight_decay", "autocast(", "scaler.step",
+    for part in ("get_linear_schedule_with_warmup", "make_optimizer(", "autocast(", "scaler.step",
                  "tqdm(", "write_metrics(", "evaluate(", "save_checkpoint(", "restore_training_state(", "eval.json"):
         assert part in single, f"train_single.py should show {part} itself"
     ddp = DDP_SCRIPT.read_text()
-    for part in ("torch.cuda.set_device(device)", "dist.init_process_group(", "device_id=", "DDP(model, device_ids=[device.index]",
-                 "model.no_sync()", "dist.all_reduce(stats)", "set_epoch(", "dist.barrier()", "destroy_process_group()",
-                 "disable=not is_main", "evaluate(model, eval_loader"):
+    for part in ("torch.cuda.set_device(device)", "dist.init_process_group(", "device_id=", "timeout=timeout",
+                 "store=attempt_store(timeout)", "device_ids=[device.index]", "require_backward_grad_sync",
+                 "dist.all_reduce(stats)", "dist.all_gather_object(", "set_epoch(", "dist.barrier()",
+                 "destroy_process_group()", "disable=not is_main", "evaluate(model, eval_loader"):
         assert part in ddp, f"train_ddp.py should show {part} itself"
 
 

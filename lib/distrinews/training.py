@@ -95,12 +95,34 @@ def format_eval(metrics: dict, title: str) -> str:
             f"loss {metrics['loss']:.4f} | n={metrics['n_examples']}")
 
 
-def maybe_crash(config: TrainConfig, step: int, is_last_rank: bool = True) -> None:
-    """Fault injection (--fail-at-step N): die hard before step N, on the first attempt only, as a real crash."""
-    if config.fail_at_step and step + 1 == config.fail_at_step and restart_count() == 0 and is_last_rank:
-        print(f"rank {os.environ.get('RANK', '0')}: injected failure before step {config.fail_at_step} "
-              f"(--fail-at-step)", file=sys.stderr, flush=True)
-        os._exit(1)  # no cleanup; torchrun notices, and with --max-restarts restarts every rank
+def make_optimizer(config: TrainConfig, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW with weight decay on the weight matrices only; plain SGD for the equivalence checks.
+
+    Biases and LayerNorm weights (the 1-D tensors) set offsets and scales rather than capacity, so they get no
+    decay (the BERT recipe). `fused=True` on a GPU runs the update as a few multi-tensor kernels instead of a
+    loop of small ones; elsewhere torch picks its default. `--optimizer sgd` exists for the checks that compare
+    a DDP step with a one-process step (tests/test_ddp.py, gpu-check): an SGD update is linear in the gradient.
+    """
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.learning_rate)
+    return torch.optim.AdamW(groups, lr=config.learning_rate, fused=device.type == "cuda" or None)
+
+
+def maybe_crash(config: TrainConfig, step: int) -> None:
+    """Fault injection (--fail-at-step N): the last rank dies hard before step N, on the first attempt only.
+
+    One rank of a DDP job (the last, so not the one that logs) fails as a real crash would: torchrun notices,
+    stops the others, and with --max-restarts starts every rank again (notebook 06).
+    """
+    group = torch.distributed.is_available() and torch.distributed.is_initialized()
+    rank, world_size = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if group else (0, 1)
+    if config.fail_at_step and step + 1 == config.fail_at_step and restart_count() == 0 and rank == world_size - 1:
+        print(f"rank {rank}: injected failure before step {config.fail_at_step} (--fail-at-step)",
+              file=sys.stderr, flush=True)
+        os._exit(1)  # no cleanup, as in a real crash
 
 
 def progress_interval() -> float:
