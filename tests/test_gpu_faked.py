@@ -1,4 +1,4 @@
-"""What a GPU machine does that a CPU cannot show, faked on the CPU (issue 20, cases 3, 4, 5 and 7).
+"""What a GPU machine does that a CPU cannot show, faked on the CPU.
 
 Capability, architecture list, device count and NCCL's presence are faked; the code under test is the real one.
 """

@@ -118,7 +118,7 @@ def int8_layers(model: torch.nn.Module) -> int:
     return sum(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.modules())
 
 
-# ---- the CPU's default path: ONNX Runtime int8 where it can run, PyTorch int8 otherwise (issue 15) -------------
+# ---- the CPU's default path: ONNX Runtime int8 where it can run, PyTorch int8 otherwise -------------------
 
 def test_on_a_cpu_machine_auto_runs_onnx_runtime_int8_exported_once(checkpoint, fp32, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

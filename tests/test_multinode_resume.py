@@ -1,4 +1,4 @@
-"""Two "machines" without a shared disk (issue 20, case 6): only global rank 0's machine holds the checkpoint.
+"""Two "machines" without a shared disk: only global rank 0's machine holds the checkpoint.
 
 Each rank runs in its own folder (node0/, node1/) with a relative --output-dir, so each sees only its own
 machine's disk. The resume decision is rank 0's, and a rank that cannot follow it stops every rank with a

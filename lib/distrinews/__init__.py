@@ -9,9 +9,8 @@ each other, directly or around a loop (tests/test_architecture.py holds all of t
   (the process group), `checkpoint`, `evaluation`, `training` (resume checks, metrics lines, fault injection),
   `environment` (Kaggle or not);
 - tools: `inference` (with `onnx_export`, its ONNX Runtime path), `prebuilt` (the CPU Space's, torch-free),
-  `bench` and `bench_train`, `results`,
-  `serving` (the Space), `publishing` and `kaggle` (with `kaggle_session`: each notebook's Kaggle
-  session against what it needs), `site`, `gpu_check`;
+  `bench` and `bench_train`, `results`, `serving` (the Space), `publishing` and `kaggle` (with `kaggle_session`:
+  each notebook's Kaggle session against what it needs), `site`, `gpu_check`;
 - notebook helpers: `course` (the notebook list and the cells they share), `explore`, `concepts`, `analysis`,
   `plots`, `internals` (notebook 10: profiler timelines, memory per rank, stack dumps).
 """
@@ -22,6 +21,6 @@ GROUPS = {
     "training core": ("train_single", "train_ddp", "config", "data", "synthetic", "labels", "batching", "modeling",
                       "precision", "distributed", "checkpoint", "evaluation", "training", "environment"),
     "tools": ("inference", "bench", "bench_train", "results", "serving", "publishing", "kaggle", "site", "gpu_check",
-              "onnx_export", "prebuilt"),
+              "onnx_export", "prebuilt", "kaggle_session"),
     "notebook helpers": ("course", "explore", "concepts", "analysis", "plots", "internals"),
 }

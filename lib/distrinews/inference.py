@@ -13,7 +13,7 @@ which in `clf.engine` (and why, in `clf.engine_note`, when it fell back):
 2. `torch-int8`: PyTorch's dynamic int8 quantization of every Linear layer, the fallback, with a one-line
    warning naming the reason.
 
-Why ONNX Runtime: PyTorch's dynamic int8 gains much less where the CPU lacks VNNI (issue 15: int8/pipeline p50
+Why ONNX Runtime: PyTorch's dynamic int8 gains much less where the CPU lacks VNNI (`distrinews bench infer`, int8/pipeline p50
 0.42 on a 2-core AVX2 EPYC, 0.29 on another machine), and ONNX Runtime runs each layer's attention as one fused
 int8 kernel (QAttention), with LayerNorm and GELU fused too. Measured
 side by side with `distrinews bench infer` (every candidate, the CPU's instruction sets named in the report) and

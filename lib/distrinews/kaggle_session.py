@@ -273,8 +273,11 @@ def problems(nb: Notebook, s: Session | None = None, notebook_dir: Path = ROOT /
     if wanted and preset in GPU_PRESETS.values() and preset != GPU_PRESETS[min(wanted, max(GPU_PRESETS))]:
         problem(None, f"resolves the {preset} preset on {s.gpus} GPUs, but is written for {nb.gpus}: it would "
                       f"train as {preset}")
+    resolving = next(index for index, source in cells if "course.resolve_preset(" in source)
     with simulated(s) as root:
         for index, source in cells:
+            if index <= resolving:  # the parameters cell and the resolve cell name PRESET; the cells after run it
+                continue
             for name in sorted(presets_used(source, preset)):
                 config = PRESETS[name]
                 where, why = course.find_model(config.model_name)

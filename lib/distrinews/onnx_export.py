@@ -4,7 +4,7 @@
     onnx_model(input_ids=ids, attention_mask=mask).logits     # called like the transformers model it came from
 
 Why: PyTorch's dynamic int8 (`quantize_dynamic`) is fast where the CPU has VNNI and much less so where it has only
-AVX2 (issue 15: ratio 0.29 on one 2-core EPYC, 0.42 on another). ONNX Runtime runs the whole graph in its own
+AVX2 (`distrinews bench infer`: ratio 0.29 on one 2-core EPYC, 0.42 on another). ONNX Runtime runs the whole graph in its own
 kernels (fused LayerNorm and GELU, int8 matrix multiplies for AVX2, AVX-512, VNNI and AMX alike); `distrinews bench
 infer` times it beside the other candidates on the machine at hand.
 
