@@ -257,7 +257,8 @@ def rehearse(nb, wheel: Path, ag_news: Path, hub: str, outputs: dict, baseline: 
     code = [(i, c) for i, c in enumerate(book.cells) if c.cell_type == "code" and "injected-parameters"
             not in c.metadata.get("tags", [])]
     ran = [i for i, c in code if c.get("execution_count") is not None]
-    text = "\n".join(out.get("text", "") + out.get("evalue", "") for _, c in code for out in c.get("outputs", []))
+    text = "\n".join(out.get("text", "") + out.get("evalue", "") + str(out.get("data", {}).get("text/plain", ""))
+                     for _, c in code for out in c.get("outputs", []))
     check_cell = next(i for i, c in code if "course.check_environment(" in c.source)
     if not executed.exists():
         return {"notebook": nb.name, "session": s.describe(), "preset": expected, "seconds": seconds,
@@ -314,7 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         wheel = build_wheel(work / "dist")
         write_ag_news(args.ag_news, work / "ag-news")
         hub = start_hub(args.minilm)
-        baseline = installed() - {"distrinews"}
+        frozen = Path(sys.prefix) / ".baseline"  # written by .ci/kaggle-venv right after installing the pins
+        baseline = ({line.split("==")[0].lower() for line in frozen.read_text().splitlines() if "==" in line}
+                    if frozen.is_file() else installed()) - {"distrinews"}
         restore(baseline)
         outputs = {}
         if args.reuse_output_05:
