@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
 
 import torch
 
 from .labels import LABEL_NAMES
 from .modeling import build_model, build_tokenizer
+from .prebuilt import Prediction, predict_by_length  # the torch-free parts, shared with the CPU Space
 from .precision import autocast, resolve_precision
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -44,16 +44,6 @@ ENGINES = {  # what runs the model, as `NewsClassifier.engine` names it
     "torch-fp16": "PyTorch, fp16 autocast (GPU)", "torch-bf16": "PyTorch, bf16 autocast (GPU)",
 }
 LOG = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Prediction:
-    label: str
-    probabilities: dict[str, float]  # all four classes, summing to 1
-    truncated: bool  # the text was longer than the model's limit and was cut
-
-    def to_dict(self) -> dict:
-        return {"label": self.label, "probabilities": self.probabilities, "truncated": self.truncated}
 
 
 class NewsClassifier:
@@ -120,15 +110,7 @@ class NewsClassifier:
     @torch.inference_mode()
     def predict(self, texts: str | list[str]) -> Prediction | list[Prediction]:
         """Label one text or a list; a list is batched by length, results come back in input order."""
-        single = isinstance(texts, str)
-        batch = [texts] if single else list(texts)
-        order = sorted(range(len(batch)), key=lambda i: len(batch[i]))  # similar lengths share a batch
-        results: list[Prediction | None] = [None] * len(batch)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
-            for i, prediction in zip(chunk, self.predict_batch([batch[i] for i in chunk])):
-                results[i] = prediction
-        return results[0] if single else results
+        return predict_by_length(self.predict_batch, texts, self.batch_size)
 
     def predict_batch(self, texts: list[str]) -> list[Prediction]:
         # One tokenizer pass: overflowing chunks mark the texts that were cut; only each first chunk is scored.

@@ -34,6 +34,20 @@ class Prediction:
         return {"label": self.label, "probabilities": self.probabilities, "truncated": self.truncated}
 
 
+def predict_by_length(predict_batch, texts: str | list[str], batch_size: int) -> Prediction | list[Prediction]:
+    """One text or a list through `predict_batch`, a batch of similar lengths at a time, in input order
+    (both classifiers, this one and `inference.NewsClassifier`, predict this way)."""
+    single = isinstance(texts, str)
+    batch = [texts] if single else list(texts)
+    order = sorted(range(len(batch)), key=lambda i: len(batch[i]))  # similar lengths share a batch
+    results: list[Prediction | None] = [None] * len(batch)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        for i, prediction in zip(chunk, predict_batch([batch[i] for i in chunk])):
+            results[i] = prediction
+    return results[0] if single else results
+
+
 class OnnxClassifier:
     """The published int8 ONNX model and its tokenizer, on the CPU; `NewsClassifier`'s interface."""
 
@@ -71,15 +85,7 @@ class OnnxClassifier:
 
     def predict(self, texts: str | list[str]) -> Prediction | list[Prediction]:
         """Label one text or a list; a list is batched by length, results come back in input order."""
-        single = isinstance(texts, str)
-        batch = [texts] if single else list(texts)
-        order = sorted(range(len(batch)), key=lambda i: len(batch[i]))  # similar lengths share a batch
-        results: list[Prediction | None] = [None] * len(batch)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
-            for i, prediction in zip(chunk, self.predict_batch([batch[i] for i in chunk])):
-                results[i] = prediction
-        return results[0] if single else results
+        return predict_by_length(self.predict_batch, texts, self.batch_size)
 
     def predict_batch(self, texts: list[str]) -> list[Prediction]:
         encodings = self.tokenizer.encode_batch(texts)
