@@ -337,6 +337,11 @@ def check_availability(kaggle_root: str = "/kaggle/input") -> Availability:
 GPU_PRESETS = {1: "kaggle-t4", 2: "kaggle-t4x2"}  # the preset for a notebook's GPUs: 1, or 2 and more
 
 
+def gpu_preset(gpus: int) -> str:
+    """The GPU preset for `gpus` GPUs (two and more train as kaggle-t4x2)."""
+    return GPU_PRESETS[min(gpus, max(GPU_PRESETS))]
+
+
 def explain_preset(gpu_count: int | None = None, kaggle_root: str = "/kaggle/input",
                    available: Availability | None = None, gpus_wanted: int | None = None) -> tuple[str, str]:
     """(the preset for this machine, why): GPUs decide what trains (two: kaggle-t4x2, one: kaggle-t4), as many as
@@ -351,7 +356,7 @@ def explain_preset(gpu_count: int | None = None, kaggle_root: str = "/kaggle/inp
     if used:
         from .config import PRESETS
 
-        preset = GPU_PRESETS[min(used, max(GPU_PRESETS))]
+        preset = gpu_preset(used)
         where, why_not = find_model(PRESETS[preset].model_name)
         if where:
             return preset, f"{used} of {gpu_count} GPU(s) train" if used < gpu_count else f"{used} GPU(s) train"

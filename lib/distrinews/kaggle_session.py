@@ -28,7 +28,7 @@ from unittest import mock
 
 from . import course
 from .config import PRESETS
-from .course import DDP_RUN, GPU_PRESETS, LIBRARY_DATASET, NOTEBOOKS, Notebook, notebook
+from .course import DDP_RUN, GPU_PRESETS, LIBRARY_DATASET, NOTEBOOKS, Notebook, gpu_preset, notebook
 from .kaggle import AG_NEWS_DATASET, GPU_MACHINE_SHAPE, METADATA_DIR, ROOT, kernel_id
 
 PINS = ROOT / ".ci" / "kaggle-versions.txt"  # Kaggle's image, as pins
@@ -270,7 +270,7 @@ def problems(nb: Notebook, s: Session | None = None, notebook_dir: Path = ROOT /
     # The preset the notebook resolves there, and what that preset loads.
     preset = resolved_preset(nb, s)
     wanted = min(nb.gpus, s.gpus)
-    if wanted and preset in GPU_PRESETS.values() and preset != GPU_PRESETS[min(wanted, max(GPU_PRESETS))]:
+    if wanted and preset in GPU_PRESETS.values() and preset != gpu_preset(wanted):
         problem(None, f"resolves the {preset} preset on {s.gpus} GPUs, but is written for {nb.gpus}: it would "
                       f"train as {preset}")
     resolving = next(index for index, source in cells if "course.resolve_preset(" in source)
