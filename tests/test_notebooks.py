@@ -132,3 +132,18 @@ def test_readme_outline_links_every_notebook_in_order():
     missing = [link for link in links if link not in readme]
     assert not missing, f"README's course outline lacks {missing}"
     assert [readme.index(link) for link in links] == sorted(readme.index(link) for link in links)
+
+
+def test_readme_states_each_notebooks_kaggle_settings_as_its_metadata_asks():
+    """The README's table tells a learner the accelerator and internet each notebook needs: Kaggle's settings as
+    the committed kernel-metadata.json asks for them, so the two cannot drift."""
+    import json
+    rows = {line.split("|")[1].strip(): line for line in (ROOT / "README.md").read_text().splitlines()
+            if line.startswith("| ") and "](notebooks/" in line}
+    for nb in NOTEBOOKS:
+        meta = json.loads((ROOT / "kernel-metadata" / nb.name / "kernel-metadata.json").read_text())
+        accelerator = {"NvidiaTeslaT4": "GPU T4 x2"}.get(meta.get("machine_shape"), "a GPU") \
+            if meta["enable_gpu"] else "no accelerator"
+        internet = "internet on" if meta["enable_internet"] else "internet off"
+        assert rows[nb.number].rstrip().endswith(f"| {accelerator}, {internet} |"), (
+            f"README's row for {nb.number} should say '{accelerator}, {internet}': {rows[nb.number]}")

@@ -109,7 +109,7 @@ PRESETS: dict[str, TrainConfig] = {
         model_name="tiny", data_source="synthetic", max_length=64, epochs=3, per_device_batch_size=32,
         learning_rate=2e-3, warmup_ratio=0.1, weight_decay=0.0, output_dir="runs/smoke", log_every_steps=10,
     ),
-    # The README demo: a real pretrained 6-layer model on up to 4,000 real rows; a few minutes on 2 cores.
+    # `make demo`: a real pretrained 6-layer model on up to 4,000 real rows; a few minutes on 2 cores.
     # The recipe reaches 0.885 test accuracy on the real 4,000-row subset (tests/test_realdata.py). Always the
     # CPU (gloo), also on a machine with GPUs: `make demo` launches 2 processes, whatever the GPU count.
     "cpu-demo": TrainConfig(

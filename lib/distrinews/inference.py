@@ -18,7 +18,7 @@ Why ONNX Runtime: PyTorch's dynamic int8 gains much less where the CPU lacks VNN
 int8 kernel (QAttention), with LayerNorm and GELU fused too. Measured
 side by side with `distrinews bench infer` (every candidate, the CPU's instruction sets named in the report) and
 `distrinews bench accuracy` (each path's accuracy on the full test set and its label agreement with fp32); the
-figures are in the README. On CUDA the weights stay float32 in torch (the int8 kernels here are CPU kernels) and
+figures are in docs/inference.md. On CUDA the weights stay float32 in torch (the int8 kernels here are CPU kernels) and
 `optimize="auto"` computes under fp16 or bf16 autocast (`torch-fp16`/`torch-bf16`; "none" keeps fp32), held to
 int8's rules by `distrinews bench accuracy --device cuda`: at most 0.5 points of accuracy, 99% agreement.
 `num_threads` sets torch's threads, and ONNX Runtime's follow torch's count.

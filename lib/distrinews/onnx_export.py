@@ -15,7 +15,7 @@ infer` times it beside the other candidates on the machine at hand.
   dynamo graphs) turn each layer's attention into one `Attention` node, and add and LayerNorm into
   SkipLayerNormalization, bias and GELU into BiasGelu; once quantized, each Attention becomes QAttention, one int8
   matrix multiply for Q, K and V (`distrinews bench infer`, DistilBERT-base on 2 threads: int8 p50 10.3-10.6 ms
-  fused, 11.4-11.6 ms unfused; the README has the table). The fused graph must match torch too, or the unfused
+  fused, 11.4-11.6 ms unfused; docs/inference.md has the table). The fused graph must match torch too, or the unfused
   one is used.
 - Int8: `onnxruntime.quantization.quantize_dynamic`, weights int8 with a scale per output channel, activations
   uint8 quantized on the fly.
