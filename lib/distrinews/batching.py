@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .config import TrainConfig
 from .data import NewsSplit
 
 # A length group holds this many batches (8,192 texts at batch 32): sorted within, shuffled across. On AG News
@@ -208,6 +209,16 @@ def build_eval_loader(data: TokenizedSplit, batch_size: int, pad_id: int, rank: 
     sampler = EvalBatchSampler(data.lengths, batch_size, rank, world_size)  # DDP: unpadded shard, no repeats
     return DataLoader(data, batch_sampler=sampler, collate_fn=PadCollator(pad_id), pin_memory=pin_memory,
                       generator=torch.Generator())
+
+
+def build_loaders(splits, config: TrainConfig, pad_id: int, pin_memory: bool, rank: int = 0,
+                  world_size: int = 1) -> tuple[DataLoader, DataLoader, DataLoader]:
+    """A run's train, eval and test loaders (`splits`: training.Splits); each holds this rank's shard."""
+    train = build_train_loader(splits.train, config.padding, config.per_device_batch_size, config.max_length,
+                               config.seed, pad_id, rank, world_size, pin_memory, config.balanced_steps)
+    evaluation, test = (build_eval_loader(split, config.eval_batch_size, pad_id, rank, world_size, pin_memory)
+                        for split in (splits.eval, splits.test))
+    return train, evaluation, test
 
 
 def padding_ratio(loader: DataLoader) -> float:

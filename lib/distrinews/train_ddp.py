@@ -7,8 +7,6 @@ Options are the fields of distrinews.config.TrainConfig (`--epochs 1`); run agai
     python train_single.py --preset kaggle-t4   # one GPU: DistilBERT, fp16 on a T4
     torchrun --standalone --nproc_per_node=2 train_ddp.py --preset smoke        # 2 CPU processes
     torchrun --standalone --nproc_per_node=2 train_ddp.py --preset kaggle-t4x2  # Kaggle's 2 T4s
-    torchrun --nnodes=2 --nproc_per_node=2 --rdzv-backend=c10d --rdzv-endpoint=HOST:29500 \\
-        train_ddp.py --preset kaggle-t4x2       # the same on each of 2 machines
 """
 
 import gc  # DDP: a clean exit
@@ -26,17 +24,16 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from distrinews import checkpoint as ckpt
-from distrinews.batching import build_eval_loader, build_train_loader, describe_padding
-from distrinews.config import TrainConfig, describe_batch, parse_command_line
+from distrinews.batching import build_loaders, describe_padding
+from distrinews.config import TrainConfig, parse_command_line
 from distrinews.distributed import attempt_store, backend_for, launched_by_torchrun  # DDP: join
-from distrinews.distributed import pick_device, set_cpu_threads
-from distrinews.distributed import torchrun_ranks  # DDP: RANK, LOCAL_RANK and WORLD_SIZE
+from distrinews.distributed import pick_device, set_cpu_threads, torchrun_ranks  # DDP: + ranks
 from distrinews.evaluation import evaluate
-from distrinews.modeling import build_model, build_tokenizer, count_parameters
+from distrinews.modeling import build_tokenizer, count_parameters
 from distrinews.precision import autocast, make_scaler, resolve_precision
-from distrinews.training import (check_resumable, disable_dropout, format_eval, load_data,
-                                 make_optimizer, maybe_crash, progress_interval, start_output_dir,
-                                 tokenize_splits, write_metrics)
+from distrinews.training import (check_resumable, format_eval, format_header, load_data,
+                                 load_model, make_optimizer, maybe_crash, progress_interval,
+                                 start_output_dir, tokenize_splits, write_metrics)
 
 
 def train_step(model, micro_batches, optimizer, scheduler, scaler, precision, max_grad_norm):
@@ -71,10 +68,7 @@ def train(config: TrainConfig, device, rank=0, local_rank=0, world_size=1) -> di
     resume_from = config.resume and ckpt.agree_on_checkpoint(config.output_dir)  # DDP: rank 0's
     if resume_from:
         check_resumable(resume_from, config)  # the same recipe, or --resume false to start over
-    log("config: " + " ".join(f"{k}={v}" for k, v in config.to_dict().items()))
-    log(f"device: {device} | world size {world_size} | precision {precision} | "  # DDP: + backend
-        f"backend {dist.get_backend() if ddp else 'none'} | {threads} CPU threads")  # DDP: NCCL
-    log(describe_batch(config, world_size))  # DDP: global batch = per device x world size x accum
+    log(format_header(config, device, precision, threads, world_size))  # DDP: backend, world size
 
     # Data: tokenized once (cached on disk), batched by similar length, padded to the longest text
     data = load_data(config, log)
@@ -85,19 +79,11 @@ def train(config: TrainConfig, device, rank=0, local_rank=0, world_size=1) -> di
     if ddp and local_rank == 0:  # DDP: ... until it joins them; then they read the cache
         dist.barrier()  # DDP: one barrier call per rank, so it works across machines too
     pad, pin = tokenizer.pad_token_id, device.type == "cuda"
-    train_loader = build_train_loader(
-        splits.train, config.padding, config.per_device_batch_size, config.max_length, config.seed,
-        pad, rank, world_size, pin_memory=pin, balanced=config.balanced_steps)  # DDP: a shard
-    eval_loader = build_eval_loader(splits.eval, config.eval_batch_size, pad,  # DDP: shards with
-                                    rank, world_size, pin)  # DDP: each example on exactly one rank
-    test_loader = build_eval_loader(splits.test, config.eval_batch_size, pad,  # DDP: the same
-                                    rank, world_size, pin)  # DDP: for the test split
+    train_loader, eval_loader, test_loader = build_loaders(  # DDP: this rank's shard of each split
+        splits, config, pad, pin, rank, world_size)  # DDP: each example on exactly one rank
 
     # Model: the pretrained encoder with a new 4-class head, or the checkpoint's weights on a resume
-    model = build_model(str(resume_from or config.model_name), tokenizer, seed=config.seed)
-    model = model.float().to(device)  # fp32 master weights; autocast computes in 16 bits where safe
-    if config.no_dropout:  # for the equivalence checks: training becomes a function of the data
-        disable_dropout(model)
+    model = load_model(resume_from or config.model_name, tokenizer, config, device)  # fp32 weights
     log(f"model: {config.model_name}, {count_parameters(model) / 1e6:.1f}M parameters")
     optimizer = make_optimizer(config, model, device)  # AdamW, no weight decay on biases and norms
     steps_per_epoch = math.ceil(len(train_loader) / config.grad_accum_steps)
@@ -119,15 +105,14 @@ def train(config: TrainConfig, device, rank=0, local_rank=0, world_size=1) -> di
     ddp_model = model if not ddp else DDP(  # DDP: after loading: DDP broadcasts rank 0's weights
         model, device_ids=[device.index] if device.type == "cuda" else None)  # DDP: the rank's GPU
 
-    def save(epochs_done: int, batches_done: int) -> None:
-        """Weights, tokenizer and training state, written atomically (checkpoint.py)."""
+    def save(epochs_done: int, batches_done: int) -> None:  # atomically (checkpoint.py)
         rng = [ckpt.capture_rng_state()] * world_size  # DDP: a slot per rank ...
         if ddp:  # DDP: a collective: every rank calls it, outside the rank-0 gate
-            dist.all_gather_object(rng, ckpt.capture_rng_state())  # DDP: ... each rank's RNG state
+            dist.all_gather_object(rng, ckpt.capture_rng_state())  # DDP: ... each rank's state
         state = ckpt.training_state(optimizer, scheduler, scaler, precision, epochs_done, step,
                                     batches_done, rng)
-        if is_main:  # DDP: one writer, the plain model's weights
-            ckpt.save_checkpoint(out, model, tokenizer, state, config)  # DDP: unwrapped
+        if is_main:  # DDP: one writer, of the plain model's weights
+            ckpt.save_checkpoint(out, model, tokenizer, state, config)  # DDP: rank 0's
         if ddp:  # DDP: no rank reads it, or exits, before it is complete
             dist.barrier()  # DDP: rank 0 is done writing
 
@@ -160,9 +145,8 @@ def train(config: TrainConfig, device, rank=0, local_rank=0, world_size=1) -> di
                     loss, samples, tokens = stats.tolist()  # DDP: the job's figures
                 seconds = time.perf_counter() - clock
                 bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-                record = {"epoch": epoch + 1, "step": step, "loss": loss,
-                          "lr": scheduler.get_last_lr()[0], "samples_per_s": samples / seconds,
-                          "tokens_per_s": tokens / seconds}
+                record = dict(epoch=epoch + 1, step=step, loss=loss, lr=scheduler.get_last_lr()[0],
+                              samples_per_s=samples / seconds, tokens_per_s=tokens / seconds)
                 if is_main:  # DDP: one writer
                     write_metrics(out, record)  # DDP: rank 0's file
                 clock, samples, tokens = time.perf_counter(), 0, 0

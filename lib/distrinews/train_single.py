@@ -7,8 +7,6 @@ Options are the fields of distrinews.config.TrainConfig (`--epochs 1`); run agai
     python train_single.py --preset kaggle-t4   # one GPU: DistilBERT, fp16 on a T4
     torchrun --standalone --nproc_per_node=2 train_ddp.py --preset smoke        # 2 CPU processes
     torchrun --standalone --nproc_per_node=2 train_ddp.py --preset kaggle-t4x2  # Kaggle's 2 T4s
-    torchrun --nnodes=2 --nproc_per_node=2 --rdzv-backend=c10d --rdzv-endpoint=HOST:29500 \\
-        train_ddp.py --preset kaggle-t4x2       # the same on each of 2 machines
 """
 
 import json
@@ -22,15 +20,15 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from distrinews import checkpoint as ckpt
-from distrinews.batching import build_eval_loader, build_train_loader, describe_padding
-from distrinews.config import TrainConfig, describe_batch, parse_command_line
+from distrinews.batching import build_loaders, describe_padding
+from distrinews.config import TrainConfig, parse_command_line
 from distrinews.distributed import pick_device, set_cpu_threads
 from distrinews.evaluation import evaluate
-from distrinews.modeling import build_model, build_tokenizer, count_parameters
+from distrinews.modeling import build_tokenizer, count_parameters
 from distrinews.precision import autocast, make_scaler, resolve_precision
-from distrinews.training import (check_resumable, disable_dropout, format_eval, load_data,
-                                 make_optimizer, maybe_crash, progress_interval, start_output_dir,
-                                 tokenize_splits, write_metrics)
+from distrinews.training import (check_resumable, format_eval, format_header, load_data,
+                                 load_model, make_optimizer, maybe_crash, progress_interval,
+                                 start_output_dir, tokenize_splits, write_metrics)
 
 
 def train_step(model, micro_batches, optimizer, scheduler, scaler, precision, max_grad_norm):
@@ -62,26 +60,17 @@ def train(config: TrainConfig, device: torch.device) -> dict:
     resume_from = config.resume and ckpt.find_checkpoint(config.output_dir)
     if resume_from:
         check_resumable(resume_from, config)  # the same recipe, or --resume false to start over
-    log("config: " + " ".join(f"{k}={v}" for k, v in config.to_dict().items()))
-    log(f"device: {device} | world size 1 | precision {precision} | {threads} CPU threads")
-    log(describe_batch(config, world_size=1))
+    log(format_header(config, device, precision, threads))  # config, device, batch arithmetic
 
     # Data: tokenized once (cached on disk), batched by similar length, padded to the longest text
     data = load_data(config, log)
     tokenizer = build_tokenizer(str(resume_from or config.model_name))
     splits = tokenize_splits(data, tokenizer, config.max_length)
     pad, pin = tokenizer.pad_token_id, device.type == "cuda"
-    train_loader = build_train_loader(
-        splits.train, config.padding, config.per_device_batch_size, config.max_length, config.seed,
-        pad, pin_memory=pin)
-    eval_loader = build_eval_loader(splits.eval, config.eval_batch_size, pad, pin_memory=pin)
-    test_loader = build_eval_loader(splits.test, config.eval_batch_size, pad, pin_memory=pin)
+    train_loader, eval_loader, test_loader = build_loaders(splits, config, pad, pin)
 
     # Model: the pretrained encoder with a new 4-class head, or the checkpoint's weights on a resume
-    model = build_model(str(resume_from or config.model_name), tokenizer, seed=config.seed)
-    model = model.float().to(device)  # fp32 master weights; autocast computes in 16 bits where safe
-    if config.no_dropout:  # for the equivalence checks: training becomes a function of the data
-        disable_dropout(model)
+    model = load_model(resume_from or config.model_name, tokenizer, config, device)  # fp32 weights
     log(f"model: {config.model_name}, {count_parameters(model) / 1e6:.1f}M parameters")
     optimizer = make_optimizer(config, model, device)  # AdamW, no weight decay on biases and norms
     steps_per_epoch = math.ceil(len(train_loader) / config.grad_accum_steps)
@@ -101,8 +90,7 @@ def train(config: TrainConfig, device: torch.device) -> dict:
             resume_from, optimizer, scheduler, scaler, precision, device, log=log)
     out = start_output_dir(config, fresh=not resume_from)
 
-    def save(epochs_done: int, batches_done: int) -> None:
-        """Weights, tokenizer and training state, written atomically (checkpoint.py)."""
+    def save(epochs_done: int, batches_done: int) -> None:  # atomically (checkpoint.py)
         rng = [ckpt.capture_rng_state()]
         state = ckpt.training_state(optimizer, scheduler, scaler, precision, epochs_done, step,
                                     batches_done, rng)
@@ -133,9 +121,8 @@ def train(config: TrainConfig, device: torch.device) -> dict:
                 loss = loss.item()  # the loop's one host-device sync, on logging steps only
                 seconds = time.perf_counter() - clock
                 bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-                record = {"epoch": epoch + 1, "step": step, "loss": loss,
-                          "lr": scheduler.get_last_lr()[0], "samples_per_s": samples / seconds,
-                          "tokens_per_s": tokens / seconds}
+                record = dict(epoch=epoch + 1, step=step, loss=loss, lr=scheduler.get_last_lr()[0],
+                              samples_per_s=samples / seconds, tokens_per_s=tokens / seconds)
                 write_metrics(out, record)
                 clock, samples, tokens = time.perf_counter(), 0, 0
             mid_epoch = batches_done < len(train_loader)  # an epoch's end saves after evaluating

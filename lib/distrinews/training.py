@@ -1,4 +1,4 @@
-"""Parts the training programs use: data for a run, resume checks, metrics lines, fault injection.
+"""Parts the training programs use: data and model for a run, resume checks, log lines, fault injection.
 
 The loop itself lives in the programs a learner reads, `train_single.py` and `train_ddp.py`; this module holds
 the pieces they call that are not the lesson (file formats, refusals with helpful messages, the crash that
@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 
 from .batching import TokenizedSplit, build_eval_loader, tokenize_split
-from .config import ConfigError, TrainConfig, field_names
+from .config import ConfigError, TrainConfig, describe_batch, field_names
 from .data import NewsData, NewsSplit, load_news, read_news_csv
 from .distributed import DistContext, restart_count
 from .evaluation import evaluate
@@ -45,6 +45,17 @@ def tokenize_splits(data: NewsData, tokenizer, max_length: int) -> Splits:
     train, test = (tokenize_split(tokenizer, split, max_length) for split in (data.train, data.test))
     evaluation = tokenize_split(tokenizer, data.validation, max_length) if data.validation else test
     return Splits(train, evaluation, test)
+
+
+def load_model(source, tokenizer, config: TrainConfig, device: torch.device) -> torch.nn.Module:
+    """The classifier from `source` (a model name or a checkpoint), in fp32 on `device`; --no-dropout applied.
+
+    fp32 master weights: autocast computes in 16 bits where that is safe, the optimizer updates fp32 weights.
+    """
+    model = build_model(str(source), tokenizer, seed=config.seed).float().to(device)
+    if config.no_dropout:  # for the equivalence checks: training becomes a function of the data
+        disable_dropout(model)
+    return model
 
 
 def disable_dropout(model: torch.nn.Module) -> None:
@@ -88,6 +99,17 @@ def write_metrics(out: Path, record: dict) -> None:
     """Append one JSON line to OUT/metrics.jsonl (plots.load_metrics reads it back)."""
     with open(Path(out) / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def format_header(config: TrainConfig, device: torch.device, precision: str, threads: int,
+                  world_size: int = 1) -> str:
+    """The lines a run prints first: its config, its device (and process group's backend), its batch arithmetic."""
+    group = torch.distributed.is_available() and torch.distributed.is_initialized()
+    backend = f" | backend {torch.distributed.get_backend()}" if group else ""
+    return "\n".join([
+        "config: " + " ".join(f"{k}={v}" for k, v in config.to_dict().items()),
+        f"device: {device} | world size {world_size} | precision {precision}{backend} | {threads} CPU threads",
+        describe_batch(config, world_size)])
 
 
 def format_eval(metrics: dict, title: str) -> str:
