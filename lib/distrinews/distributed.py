@@ -170,7 +170,7 @@ def setup(device: str = "auto", timeout_s: int = 600) -> DistContext:
 
     Args:
         device: "auto" (CUDA when available), "cpu" or "cuda".
-        timeout_s: how long a collective may wait before failing instead of hanging forever.
+        timeout_s: how long a collective may wait before it fails (torch defaults: 10 minutes for NCCL, 30 for gloo).
     """
     rank, local_rank, world_size = torchrun_ranks()
     dev = pick_device(device, local_rank)

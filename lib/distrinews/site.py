@@ -298,8 +298,8 @@ KAGGLE_STEPS = (
     "Open a course notebook and click <strong>Copy &amp; Edit</strong>.",
     "In <strong>Input</strong>, check that <code>distrinews-lib</code> (the library) and, for the notebooks that read "
     "data, the <em>AG News Classification Dataset</em> are attached (<strong>Add Input</strong> otherwise).",
-    "<strong>Settings -> Accelerator -> GPU T4 x2</strong> for 00 and 02-07 and 10, and <strong>Settings -> Internet "
-    "-> on</strong> for the notebooks that download DistilBERT.",
+    "Set <strong>Settings -> Accelerator</strong> and <strong>Settings -> Internet</strong> as the notebook's entry "
+    "below says (its first cell says the same); choose GPU T4 x2, not a GPU without a machine shape (a P100).",
     "<strong>Run All</strong>. The first cells report the hardware and pick the preset: kaggle-t4x2 on two GPUs.",
 )
 LEARN = (
@@ -315,6 +315,12 @@ LEARN = (
 )
 
 
+def kaggle_settings(nb: Notebook) -> str:
+    """The Kaggle session a notebook asks for, as its settings read: "GPU T4 x2 (uses one), internet on"."""
+    accelerator = {2: "GPU T4 x2", 1: "GPU T4 x2 (uses one)"}.get(nb.gpus, "no accelerator")
+    return f"{accelerator}, internet {'on' if nb.needs_internet else 'off'}"
+
+
 def render_index(selected: list[Notebook], times: dict | None = None) -> str:
     """The course's home page: what it teaches, the notebooks with their summaries and run times, how to run them."""
     times = times or {}
@@ -328,8 +334,8 @@ def render_index(selected: list[Notebook], times: dict | None = None) -> str:
 
     items = "\n".join(
         f'  <li><a href="{nb.name}.html"><strong>{nb.number} {html.escape(nb.title)}</strong></a><br>'
-        f"{html.escape(nb.summary)}<br><small>{run_time(nb)}; on Kaggle: "
-        f"{'GPU T4 x2' if nb.gpus == 2 else 'one GPU' if nb.gpus == 1 else 'CPU'}</small></li>" for nb in selected)
+        f"{html.escape(nb.summary)}<br><small>{run_time(nb)}; on Kaggle: {kaggle_settings(nb)}</small></li>"
+        for nb in selected)
     runs = [entry["run"] for entry in times.values() if entry.get("run")]
     machine = (f"<p>The pages below were executed on {html.escape(runs[0]['hardware'])}, "
                f"{html.escape(runs[0]['date'][:10])}; each page names its own run at the top.</p>" if runs else
