@@ -28,6 +28,24 @@ def test_minilm_loads_offline_from_its_package():
     assert tokenizer.vocab_size == 30522  # bert-base-uncased
 
 
+def test_a_pretrained_encoder_loads_quietly_and_a_missing_encoder_weight_is_named(tmp_path, capfd, recwarn):
+    """The new 4-class head is expected: no load report on every rank. A weight missing from the encoder is not."""
+    import logging
+    logging.getLogger("transformers").propagate = True  # so that a report would show in the captured output
+    model, tokenizer = build_model_and_tokenizer("minilm")
+    out, err = capfd.readouterr()
+    assert "LOAD REPORT" not in out + err and "MISSING" not in out + err and not recwarn.list
+    from safetensors.torch import load_file, save_file
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    dropped = next(key for key in weights if "encoder.layer.0" in key)
+    save_file({k: v for k, v in weights.items() if k != dropped and not k.startswith("classifier.")},
+              tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.warns(UserWarning, match=dropped.split(".", 1)[-1].replace(".", r"\.")):
+        build_model_and_tokenizer(str(tmp_path))
+
+
 def test_unloadable_names_say_what_would_work(tmp_path):
     with pytest.raises(ModelError, match="'tiny' for a smoke run"):
         build_model_and_tokenizer(str(tmp_path / "missing"))

@@ -6,6 +6,7 @@ AG News label names in the config, so saved checkpoints describe themselves.
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from .labels import ID2LABEL, LABEL2ID, NUM_LABELS
 
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 TINY_VOCAB_SIZE = 3000
+HEAD_PREFIXES = ("classifier.", "pre_classifier.")  # the 4-class head a pretrained encoder lacks: new by design
 
 
 class ModelError(ValueError):
@@ -58,13 +60,23 @@ def build_model(name: str, tokenizer, seed: int = 0) -> PreTrainedModel:
         return AutoModelForSequenceClassification.from_config(tiny_config(len(tokenizer), tokenizer.pad_token_id))
     resolved = resolve_model_name(name)
     hf_logging.disable_progress_bar()  # transformers 5.0 draws a loading bar per checkpoint: noise in every log
+    # Its load report would list the new head as MISSING, on every rank: expected here, so only other keys are said.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
-            resolved, num_labels=NUM_LABELS, id2label=ID2LABEL, label2id=LABEL2ID,
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            resolved, num_labels=NUM_LABELS, id2label=ID2LABEL, label2id=LABEL2ID, output_loading_info=True,
             ignore_mismatched_sizes=True,  # a head trained for another task is replaced, not an error
         )
     except (OSError, ValueError) as err:
         raise ModelError(cannot_load_message(name, resolved, err)) from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    missing = [key for key in info["missing_keys"] if not key.startswith(HEAD_PREFIXES)]
+    if missing:
+        warnings.warn(f"{resolved}: {len(missing)} weights were not in the checkpoint and start random: "
+                      f"{', '.join(sorted(missing)[:5])}{' ...' if len(missing) > 5 else ''}", stacklevel=2)
+    return model
 
 
 def build_model_and_tokenizer(name: str, seed: int = 0):
