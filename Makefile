@@ -9,6 +9,9 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 REALDATA ?= ../shared/realdata/ag_news
 PYTEST_ARGS ?=
+# pytest processes (pytest-xdist): 2 keeps both cores of the course machine busy while one test waits on a
+# subprocess; each test file stays in one process, so its module fixtures are built once. PYTEST_WORKERS=0: serial.
+PYTEST_WORKERS ?= 2
 
 BIN := $(VENV)/bin
 # Real AG News rows beside the project (as in CI) feed the demo; elsewhere the preset's auto source picks a
@@ -37,7 +40,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	@# pytest exits 5 when a selection (PYTEST_ARGS="-k ...") matches no test: report it, not a failure
-	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected (exit 5)"; exit 0; fi; exit $$rc
 
 # The course as a website: every notebook executed top to bottom, rendered by MkDocs (Material, mkdocs-jupyter) to

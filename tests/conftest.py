@@ -23,7 +23,8 @@ def offline_and_isolated(tmp_path_factory):
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["HF_DATASETS_OFFLINE"] = "1"
     os.environ["DISTRINEWS_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    # `make test` runs two test processes (pytest-xdist) on the cores: one thread each, so they do not fight
+    os.environ.setdefault("OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
 
 
 def run_cli(*args: str, launcher: tuple[str, ...] = (sys.executable, "-m", "distrinews"), timeout: int = 600,
