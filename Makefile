@@ -40,7 +40,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	@# pytest exits 5 when a selection (PYTEST_ARGS="-k ...") matches no test: report it, not a failure
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected (exit 5)"; exit 0; fi; exit $$rc
 
 # The course as a website: every notebook executed top to bottom, rendered by MkDocs (Material, mkdocs-jupyter) to
