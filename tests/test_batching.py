@@ -141,7 +141,7 @@ def test_padding_waste_on_real_ag_news(realdata):
     assert 1.8 < ratio("dynamic") < 2.1
     assert ratio("grouped") <= 1.05
 
-    # Issue 22: under DDP each step's batches are neighbours in length, so the ranks wait little for each other
+    # Under DDP each step's batches are neighbours in length, so the ranks wait little for each other
     # (0.863 and 0.756 dealt at random, mean of 10 shuffles), at the same padding
     for world_size in (2, 4):
         loader = build_train_loader(data, "grouped", 32, 128, seed=42, pad_id=0, world_size=world_size)

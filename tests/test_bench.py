@@ -70,7 +70,7 @@ def test_bench_accuracy_compares_fp32_and_every_int8_path(smoke_run, tmp_path):
     assert "<- default" in proc.stdout and "agrees with fp32" in proc.stdout
 
 
-# Issue 5's figures for the real AG News test set (7,600 texts, bert-base-uncased vocabulary, batches of 32,
+# The figures for the real AG News test set (7,600 texts, bert-base-uncased vocabulary, batches of 32,
 # length 128): tokens processed per real token. Dynamic padding depends on the shuffle (one epoch ranges
 # 1.93 to 1.98), so `bench padding` averages 10 shuffles (1.948 here); over 40 shuffles the mean is 1.953.
 REAL_AG_NEWS = {"max_length": 2.44, "dynamic": 1.94, "grouped": 1.004}
@@ -83,7 +83,7 @@ def test_bench_padding_on_real_ag_news(realdata):
     for strategy, figure in REAL_AG_NEWS.items():
         assert abs(report[strategy] - figure) <= 0.01, (strategy, report[strategy], figure)
     assert report["default"] == report["grouped"] <= 1.05
-    # Issue 22: balanced steps keep the ranks in step (0.994 and 0.985; dealt at random 0.863 and 0.756)
+    # Balanced steps keep the ranks in step (0.994 and 0.985; dealt at random 0.863 and 0.756)
     assert set(report["sync_efficiency"]) == set(report["sync_efficiency_dealt"]) == {"2", "4"}
     for size in ("2", "4"):
         assert report["sync_efficiency"][size] >= 0.98 > 0.9 > report["sync_efficiency_dealt"][size]
@@ -118,7 +118,7 @@ def pretend_a_t4(monkeypatch):
 
 
 def test_bench_infer_on_cuda_labels_the_row_with_the_gpu_and_times_its_16_bit_path(monkeypatch):
-    """Issue 20.8: the CUDA row carried the CPU's name and instruction sets, and GPU inference ran fp32 only."""
+    """Regression: the CUDA row carried the CPU's name and instruction sets, and GPU inference ran fp32 only."""
     pretend_a_t4(monkeypatch)
     report = benchmark_inference("tiny", runs=1, device="cuda")
     assert report["label"] == "Tesla T4" and report["device_name"] == "Tesla T4"
@@ -127,7 +127,7 @@ def test_bench_infer_on_cuda_labels_the_row_with_the_gpu_and_times_its_16_bit_pa
 
 
 def test_bench_accuracy_builds_its_reference_on_the_cpu_where_cuda_exists(smoke_run, tmp_path, monkeypatch):
-    """Issue 20.8: a reference loaded with device auto sat on CUDA, its ONNX export failed, and both ONNX paths
+    """Regression: a reference loaded with device auto sat on CUDA, its ONNX export failed, and both ONNX paths
     were reported unavailable (the default then named PyTorch int8, although serving picks ONNX Runtime)."""
     from distrinews import bench
     from distrinews.inference import NewsClassifier

@@ -103,7 +103,7 @@ def test_on_a_bare_gpu_machine_the_cli_imports_and_plans_with_what_is_missing_na
 
 
 def test_a_timeout_kills_torchrun_and_its_workers_alike(tmp_path):
-    """Issue 20.9: killing the launcher alone left its workers running (and holding the GPU)."""
+    """Regression: killing the launcher alone left its workers running (and holding the GPU)."""
     pid_file = tmp_path / "worker.pid"
     launcher = ("import subprocess, sys, time; "
                 f"w = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "

@@ -253,7 +253,7 @@ def test_the_cpu_instruction_sets_are_named():
 
 
 def test_on_a_cuda_machine_auto_runs_float_weights_on_the_gpu(checkpoint, fp32, monkeypatch):
-    """Issue #12.1: int8 (CPU-only kernels) used to be picked whatever the device, then moved to CUDA."""
+    """Regression: int8 (CPU-only kernels) used to be picked whatever the device, then moved to CUDA."""
     moves = fake_cuda(monkeypatch)
     clf = NewsClassifier.load(str(checkpoint))  # optimize="auto", device="auto"
     assert int8_layers(clf.model) == 0, "int8 weights chosen for a CUDA machine: no CUDA kernel runs them"
@@ -270,7 +270,7 @@ def test_on_a_cuda_machine_auto_runs_float_weights_on_the_gpu(checkpoint, fp32, 
 
 @pytest.mark.parametrize("capability, half", [((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
 def test_on_a_gpu_auto_computes_in_the_gpus_native_16_bit_format(checkpoint, monkeypatch, capability, half):
-    """Issue 20.8: GPU inference ran in fp32. bf16 only from capability 8.0: a T4 (7.5) answers True to
+    """Regression: GPU inference ran in fp32. bf16 only from capability 8.0: a T4 (7.5) answers True to
     is_bf16_supported() by emulation, which would run slower than fp16, not faster."""
     fake_cuda(monkeypatch)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)

@@ -273,7 +273,7 @@ def test_bad_arguments_exit_2_with_one_clear_line(args, message, tmp_path):
 
 def test_a_dry_run_without_the_course_extra_says_what_to_install(placeholder_notebooks, tmp_path, monkeypatch,
                                                                 capsys):
-    """Issue #12.13: without nbformat (the `course` extra) the dry run died with ModuleNotFoundError."""
+    """Regression: without nbformat (the `course` extra) the dry run died with ModuleNotFoundError."""
     monkeypatch.setitem(sys.modules, "nbformat", None)  # as if nbformat were not installed
     code = cli.main(["publish", "kaggle", "--dry-run", "--only", "05", "--skip-library", "--owner", OWNER,
                      "--notebooks", str(placeholder_notebooks), "--stage-dir", str(tmp_path / "stage")])
@@ -296,7 +296,7 @@ def package_imports(module: str) -> set[str]:
 
 
 def test_the_publishing_modules_do_not_import_each_other():
-    """Issue #11: kaggle imported serving and serving imported kaggle; both now share `publishing`."""
+    """Regression: kaggle imported serving and serving imported kaggle; both now share `publishing`."""
     for a, b in itertools.combinations(("serving", "kaggle", "publishing"), 2):
         assert not (b in package_imports(a) and a in package_imports(b)), f"{a} and {b} import each other"
     assert package_imports("publishing") == set()  # the shared part sits below both

@@ -89,7 +89,7 @@ def test_the_smoke_model_gets_the_examples_mostly_right(space_app):
 # ---- the same app.py on a CUDA machine and on ZeroGPU -------------------------------------------------------
 
 def test_on_a_cuda_machine_the_app_runs_float_weights_on_the_gpu(smoke_run, monkeypatch):
-    """Issue #12.1: the app loaded int8 weights (CPU-only kernels), then moved them to CUDA on the first call."""
+    """Regression: the app loaded int8 weights (CPU-only kernels), then moved them to CUDA on the first call."""
     monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
     moves = fake_cuda(monkeypatch)
     app = import_app(smoke_run / "checkpoint", "space_app_on_cuda")
@@ -154,7 +154,7 @@ def zero_gpu_app(smoke_run, monkeypatch):
 
 
 def test_on_zerogpu_the_model_is_placed_at_import_and_each_call_borrows_the_gpu(zero_gpu_app):
-    """Issue #12.11: the docs place the model on CUDA at module level; a move made inside the decorated call
+    """Regression: the docs place the model on CUDA at module level; a move made inside the decorated call
     happened in the worker and was lost, so the page said CPU for a GPU call."""
     app, fake, moves = zero_gpu_app
     assert moves, "the model was not placed on CUDA at import, outside the @spaces.GPU function"
@@ -261,7 +261,7 @@ def zero_gpu_space(tmp_path) -> Path:
 
 
 def test_a_zerogpu_space_keeps_torch_at_a_version_zerogpu_runs_and_names_a_tested_gradio(zero_gpu_space):
-    """Issue #12.11: python 3.11 and an unpinned torch>=2.3 are not what ZeroGPU runs."""
+    """Regression: python 3.11 and an unpinned torch>=2.3 are not what ZeroGPU runs."""
     meta = front_matter(zero_gpu_space / "README.md")
     # https://huggingface.co/docs/hub/spaces-zerogpu, "Supported Versions"
     assert meta["python_version"] in ("3.10.13", "3.12.12")
@@ -310,7 +310,7 @@ def test_sdk_version_is_a_gradio_the_app_is_tested_with(monkeypatch, installed, 
                                                  "--dry-run"]])
 def test_a_command_without_the_space_extra_says_what_to_install(command, smoke_run, tmp_path, monkeypatch,
                                                                  capsys):
-    """Issue #12.13: a missing optional package was a ModuleNotFoundError traceback."""
+    """Regression: a missing optional package was a ModuleNotFoundError traceback."""
     monkeypatch.setitem(sys.modules, "gradio", None)  # as if gradio were not installed
     code = cli.main([*command, "--checkpoint", str(smoke_run / "checkpoint")] +
                     (["--stage-dir", str(tmp_path)] if "publish" in command else []))
