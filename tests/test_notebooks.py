@@ -136,14 +136,11 @@ def test_readme_outline_links_every_notebook_in_order():
 
 def test_readme_states_each_notebooks_kaggle_settings_as_its_metadata_asks():
     """The README's table tells a learner the accelerator and internet each notebook needs: Kaggle's settings as
-    the committed kernel-metadata.json asks for them, so the two cannot drift."""
-    import json
+    the committed kernel-metadata.json asks for them (read as the Kaggle contract reads it), so the two cannot drift."""
+    from distrinews.kaggle_session import session
     rows = {line.split("|")[1].strip(): line for line in (ROOT / "README.md").read_text().splitlines()
             if line.startswith("| ") and "](notebooks/" in line}
     for nb in NOTEBOOKS:
-        meta = json.loads((ROOT / "kernel-metadata" / nb.name / "kernel-metadata.json").read_text())
-        accelerator = {"NvidiaTeslaT4": "GPU T4 x2"}.get(meta.get("machine_shape"), "a GPU") \
-            if meta["enable_gpu"] else "no accelerator"
-        internet = "internet on" if meta["enable_internet"] else "internet off"
-        assert rows[nb.number].rstrip().endswith(f"| {accelerator}, {internet} |"), (
-            f"README's row for {nb.number} should say '{accelerator}, {internet}': {rows[nb.number]}")
+        settings = session(nb).settings()
+        assert rows[nb.number].rstrip().endswith(f"| {settings} |"), (
+            f"README's row for {nb.number} should say '{settings}': {rows[nb.number]}")

@@ -47,10 +47,14 @@ class Session:
     kernels: tuple[str, ...]  # owner/slug of each notebook whose output is attached
     packages: frozenset[str]  # importable top-level names
 
-    def describe(self) -> str:
+    def settings(self) -> str:
+        """The accelerator and internet settings, as Kaggle's Settings panel names them: "GPU T4 x2, internet on"."""
         accelerator = "GPU T4 x2" if self.gpus == 2 else (f"GPU {self.gpu_name}" if self.gpus else "no accelerator")
+        return f"{accelerator}, internet {'on' if self.internet else 'off'}"
+
+    def describe(self) -> str:
         inputs = [source.split("/")[1] for source in self.datasets + self.kernels]
-        return f"{accelerator}, internet {'on' if self.internet else 'off'}, inputs: {', '.join(inputs) or 'none'}"
+        return f"{self.settings()}, inputs: {', '.join(inputs) or 'none'}"
 
 
 def read_metadata(nb: Notebook, metadata_dir: Path = METADATA_DIR) -> dict:
