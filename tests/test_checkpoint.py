@@ -99,8 +99,8 @@ def test_a_cpu_checkpoint_resumes_in_fp16_on_a_gpu_with_its_own_kernels_and_a_fr
     assert position == (0, 1, 1)
     assert all(group["fused"] is True for group in optimizer.param_groups)  # not the CPU run's None
     assert scaler.is_enabled() and scaler.get_scale() > 0
-    assert said == ["precision: the checkpoint trained in fp32, this run goes on in fp16 on cpu, with a fresh loss "
-                    "scaler"]
+    assert said == [f"resuming from {saved}",
+                    "precision: the checkpoint trained in fp32, this run goes on in fp16 on cpu, with a fresh loss scaler"]
 
 
 def test_a_fp16_checkpoint_resumed_in_bf16_says_so_and_how_to_keep_fp16(tmp_path, monkeypatch):
@@ -111,7 +111,8 @@ def test_a_fp16_checkpoint_resumed_in_bf16_says_so_and_how_to_keep_fp16(tmp_path
     optimizer, scheduler, scaler = run_state("bf16", fused=None, scaler_on=False)
     said = []
     ckpt.restore_training_state(saved, optimizer, scheduler, scaler, "bf16", torch.device("cuda", 0), log=said.append)
-    assert said == ["precision: the checkpoint trained in fp16, this run goes on in bf16 on cuda:0 "
+    assert said == [f"resuming from {saved}",
+                    "precision: the checkpoint trained in fp16, this run goes on in bf16 on cuda:0 "
                     "(pass --precision fp16 to keep it)"]
     assert not scaler.is_enabled()
 
@@ -123,4 +124,4 @@ def test_an_fp16_checkpoint_resumed_in_fp16_keeps_its_loss_scale(tmp_path):
     scaler.update(123.0)
     said = []
     ckpt.restore_training_state(saved, optimizer, scheduler, scaler, "fp16", torch.device("cpu"), log=said.append)
-    assert scaler.get_scale() == written and said == []
+    assert scaler.get_scale() == written and said == [f"resuming from {saved}"]  # nothing about precision

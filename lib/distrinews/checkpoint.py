@@ -113,13 +113,18 @@ def training_state(optimizer, scheduler, scaler, precision: str, epochs_done: in
 
 
 def restore_training_state(checkpoint_dir: str | Path, optimizer, scheduler, scaler, precision: str,
-                           device: torch.device, rank: int = 0, world_size: int = 1, log=print) -> tuple[int, int, int]:
+                           device: torch.device, log=print) -> tuple[int, int, int]:
     """Load optimizer, schedule, scaler and this rank's RNG state; returns (epochs done, step, batches done).
 
-    A checkpoint may come from other hardware (a CPU run resumed on a T4, a T4 run on an H100): the optimizer
-    keeps this machine's kernel choice (`fused`, `foreach`), and the loss scaler's state is used only when both
-    runs compute in fp16. A change of precision is reported, never silent.
+    Under DDP the rank and world size come from the process group: each rank takes back its own RNG state
+    (`train_ddp.py` saves one per rank), and a run with another number of processes is refused. A checkpoint may
+    come from other hardware (a CPU run resumed on a T4, a T4 run on an H100): the optimizer keeps this machine's
+    kernel choice (`fused`, `foreach`), and the loss scaler's state is used only when both runs compute in fp16.
+    A change of precision is reported, never silent.
     """
+    log(f"resuming from {checkpoint_dir}")
+    group = torch.distributed.is_available() and torch.distributed.is_initialized()
+    rank, world_size = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if group else (0, 1)
     state = load_training_state(checkpoint_dir, device)  # map_location: this rank's device
     if state["world_size"] != world_size:
         raise ConfigError(f"{checkpoint_dir} was written by {state['world_size']} processes and this run has "

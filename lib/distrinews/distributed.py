@@ -197,7 +197,11 @@ def attempt_store(timeout: datetime.timedelta) -> dist.Store:
     or another env:// launcher) rank 0 hosts a new store every attempt, which is returned unchanged.
     The prefix cannot hide NCCL's own keys, which it writes past every prefix: rank 0 deletes those a dead
     attempt left (`DEAD_ATTEMPT_KEYS`) before it lets any rank go on.
+
+    Started without torchrun (`python train_ddp.py`), the process is a group of one: an in-memory store.
     """
+    if not launched_by_torchrun():
+        return dist.HashStore()
     store, rank, world_size = next(dist.rendezvous("env://", timeout=timeout))
     store.set_timeout(timeout)
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":

@@ -3,9 +3,7 @@
 train_ddp.py is train_single.py plus DistributedDataParallel, each changed line marked `# DDP:`.
 Options are the fields of distrinews.config.TrainConfig (`--epochs 1`); run again, it resumes.
 
-    python train_single.py --preset smoke       # CPU, seconds: a tiny model on synthetic news
-    python train_single.py --preset kaggle-t4   # one GPU: DistilBERT, fp16 on a T4
-    torchrun --standalone --nproc_per_node=2 train_ddp.py --preset smoke        # 2 CPU processes
+    python train_single.py --preset kaggle-t4                                   # one T4, fp16
     torchrun --standalone --nproc_per_node=2 train_ddp.py --preset kaggle-t4x2  # Kaggle's 2 T4s
 """
 
@@ -26,8 +24,8 @@ from transformers import get_linear_schedule_with_warmup
 from distrinews import checkpoint as ckpt
 from distrinews.batching import build_loaders, describe_padding
 from distrinews.config import TrainConfig, parse_command_line
-from distrinews.distributed import attempt_store, backend_for, launched_by_torchrun  # DDP: join
-from distrinews.distributed import pick_device, set_cpu_threads, torchrun_ranks  # DDP: + ranks
+from distrinews.distributed import attempt_store, backend_for, torchrun_ranks  # DDP: join, rank
+from distrinews.distributed import pick_device, set_cpu_threads
 from distrinews.evaluation import evaluate
 from distrinews.modeling import build_tokenizer, count_parameters
 from distrinews.precision import autocast, make_scaler, resolve_precision
@@ -41,8 +39,7 @@ def train_step(model, micro_batches, optimizer, scheduler, scaler, precision, ma
     device = next(model.parameters()).device
     total = torch.zeros((), device=device)
     for batch in micro_batches:
-        if isinstance(model, DDP):  # DDP: all-reduce in the last micro-batch's backward only
-            model.require_backward_grad_sync = batch is micro_batches[-1]  # DDP: no_sync()'s flag
+        model.require_backward_grad_sync = batch is micro_batches[-1]  # DDP: all-reduce the last
         inputs = {k: batch[k].to(device, non_blocking=True)  # from pinned memory: an async copy
                   for k in ("input_ids", "attention_mask", "labels")}
         with autocast(precision, device):  # matrix multiplies in fp16/bf16, the weights stay fp32
@@ -59,24 +56,23 @@ def train_step(model, micro_batches, optimizer, scheduler, scaler, precision, ma
     return total
 
 
-def train(config: TrainConfig, device, rank=0, local_rank=0, world_size=1) -> dict:  # DDP: who am I
+def train(config: TrainConfig, device, rank, local_rank, world_size) -> dict:  # DDP: who am I
     """Train, evaluate after every epoch, checkpoint; returns the test metrics (eval.json)."""
-    ddp, is_main = dist.is_initialized(), rank == 0  # DDP: under torchrun; rank 0 prints and writes
-    log = print if is_main else lambda *args, **kwargs: None  # DDP: the other ranks stay quiet
+    log = print if rank == 0 else lambda *args, **kwargs: None  # DDP: rank 0 alone prints
     threads = set_cpu_threads(config.num_threads, device)  # --num-threads, or a share of the cores
     precision = resolve_precision(config.precision, device)  # fp16 on a T4, bf16 from compute 8.0
     resume_from = config.resume and ckpt.agree_on_checkpoint(config.output_dir)  # DDP: rank 0's
     if resume_from:
         check_resumable(resume_from, config)  # the same recipe, or --resume false to start over
-    log(format_header(config, device, precision, threads, world_size))  # DDP: backend, world size
+    log(format_header(config, device, precision, threads))  # config, device, batch arithmetic
 
     # Data: tokenized once (cached on disk), batched by similar length, padded to the longest text
     data = load_data(config, log)
     tokenizer = build_tokenizer(str(resume_from or config.model_name))
-    if ddp and local_rank != 0:  # DDP: this machine's rank 0 tokenizes first, filling the cache,
-        dist.barrier()  # DDP: while the others wait here ...
+    if local_rank != 0:  # DDP: this machine's rank 0 tokenizes first, filling the cache ...
+        dist.barrier()  # DDP: ... while the others wait here
     splits = tokenize_splits(data, tokenizer, config.max_length)
-    if ddp and local_rank == 0:  # DDP: ... until it joins them; then they read the cache
+    if local_rank == 0:  # DDP: ... until it joins them; then they read the cache
         dist.barrier()  # DDP: one barrier call per rank, so it works across machines too
     pad, pin = tokenizer.pad_token_id, device.type == "cuda"
     train_loader, eval_loader, test_loader = build_loaders(  # DDP: this rank's shard of each split
@@ -98,23 +94,19 @@ def train(config: TrainConfig, device, rank=0, local_rank=0, world_size=1) -> di
     torch.manual_seed(config.seed + rank)  # DDP: dropout masks differ per rank, reproducibly
     start_epoch, step, batches_done = 0, 0, 0
     if resume_from:
-        log(f"resuming from {resume_from}")
-        start_epoch, step, batches_done = ckpt.restore_training_state(  # DDP: this rank's RNG
-            resume_from, optimizer, scheduler, scaler, precision, device, rank, world_size, log)
-    out = start_output_dir(config, fresh=not resume_from, create=is_main)  # DDP: rank 0 writes
-    ddp_model = model if not ddp else DDP(  # DDP: after loading: DDP broadcasts rank 0's weights
-        model, device_ids=[device.index] if device.type == "cuda" else None)  # DDP: the rank's GPU
+        start_epoch, step, batches_done = ckpt.restore_training_state(
+            resume_from, optimizer, scheduler, scaler, precision, device, log=log)
+    out = start_output_dir(config, fresh=not resume_from, create=rank == 0)  # DDP: rank 0 writes
+    ddp_model = DDP(model, device_ids=[device] if device.type == "cuda" else None)  # DDP: wrap
 
     def save(epochs_done: int, batches_done: int) -> None:  # atomically (checkpoint.py)
-        rng = [ckpt.capture_rng_state()] * world_size  # DDP: a slot per rank ...
-        if ddp:  # DDP: a collective: every rank calls it, outside the rank-0 gate
-            dist.all_gather_object(rng, ckpt.capture_rng_state())  # DDP: ... each rank's state
+        rng = [None] * world_size  # DDP: a slot per rank ...
+        dist.all_gather_object(rng, ckpt.capture_rng_state())  # DDP: ... for each rank's state
         state = ckpt.training_state(optimizer, scheduler, scaler, precision, epochs_done, step,
                                     batches_done, rng)
-        if is_main:  # DDP: one writer, of the plain model's weights
+        if rank == 0:  # DDP: one writer, of the plain model's weights
             ckpt.save_checkpoint(out, model, tokenizer, state, config)  # DDP: rank 0's
-        if ddp:  # DDP: no rank reads it, or exits, before it is complete
-            dist.barrier()  # DDP: rank 0 is done writing
+        dist.barrier()  # DDP: no rank reads it, or exits, before rank 0 is done writing
 
     last_eval = {}
     for epoch in range(start_epoch, config.epochs):
@@ -125,10 +117,9 @@ def train(config: TrainConfig, device, rank=0, local_rank=0, world_size=1) -> di
         model.train()
         done = batches_done // config.grad_accum_steps  # steps of this epoch taken before a resume
         bar = tqdm(total=steps_per_epoch, initial=done, desc=f"epoch {epoch + 1}/{config.epochs}",
-                   mininterval=progress_interval(), disable=not is_main)  # DDP: rank 0's bar
+                   mininterval=progress_interval(), disable=rank != 0)  # DDP: rank 0's bar
         batches, clock, samples, tokens = iter(train_loader), time.perf_counter(), 0, 0
-        steps_left = min(steps_per_epoch - done, total_steps - step)
-        for _ in range(steps_left):
+        for _ in range(min(steps_per_epoch - done, total_steps - step)):  # to the epoch's end
             maybe_crash(config, step)  # --fail-at-step N: the crash that notebook 06 recovers from
             micro = list(islice(batches, config.grad_accum_steps))  # the epoch's last may be short
             loss = train_step(ddp_model, micro, optimizer, scheduler, scaler,  # DDP: the wrapper
@@ -139,15 +130,14 @@ def train(config: TrainConfig, device, rank=0, local_rank=0, world_size=1) -> di
             bar.update()
             if step % config.log_every_steps == 0:
                 loss = loss.item()  # the loop's one host-device sync, on logging steps only
-                if ddp:  # DDP: the job's mean loss, samples and tokens: a sum over ranks
-                    stats = torch.tensor([loss / world_size, samples, tokens], device=device)
-                    dist.all_reduce(stats)  # DDP: every rank calls it, outside the rank-0 gate
-                    loss, samples, tokens = stats.tolist()  # DDP: the job's figures
+                sums = torch.tensor([loss / world_size, samples, tokens], device=device)  # DDP: GPU
+                dist.all_reduce(sums)  # DDP: over ranks; every rank calls it, outside the gate
+                loss, samples, tokens = sums.tolist()  # DDP: the job's mean loss, samples, tokens
                 seconds = time.perf_counter() - clock
                 bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
                 record = dict(epoch=epoch + 1, step=step, loss=loss, lr=scheduler.get_last_lr()[0],
                               samples_per_s=samples / seconds, tokens_per_s=tokens / seconds)
-                if is_main:  # DDP: one writer
+                if rank == 0:  # DDP: one writer
                     write_metrics(out, record)  # DDP: rank 0's file
                 clock, samples, tokens = time.perf_counter(), 0, 0
             mid_epoch = batches_done < len(train_loader)  # an epoch's end saves after evaluating
@@ -158,7 +148,7 @@ def train(config: TrainConfig, device, rank=0, local_rank=0, world_size=1) -> di
             save(epoch, batches_done)
             break
         last_eval = evaluate(model, eval_loader, device, precision)
-        if is_main:  # DDP: one writer
+        if rank == 0:  # DDP: one writer
             write_metrics(out, {"epoch": epoch + 1, "step": step, "eval": last_eval})  # DDP: rank 0
         log(format_eval(last_eval, f"epoch {epoch + 1} eval"))
         batches_done = 0
@@ -166,7 +156,7 @@ def train(config: TrainConfig, device, rank=0, local_rank=0, world_size=1) -> di
 
     tested = last_eval and splits.eval is splits.test  # no validation split: epochs ran the test
     final = last_eval if tested else evaluate(model, test_loader, device, precision)
-    if is_main:  # DDP: one writer
+    if rank == 0:  # DDP: one writer
         (out / "eval.json").write_text(json.dumps(final, indent=2) + "\n")  # DDP: rank 0
     log(format_eval(final, "test"))
     return final
@@ -175,19 +165,16 @@ def train(config: TrainConfig, device, rank=0, local_rank=0, world_size=1) -> di
 def main(config: TrainConfig) -> dict:
     rank, local_rank, world_size = torchrun_ranks()  # DDP: torchrun's environment, or (0, 0, 1)
     device = pick_device(config.device, local_rank)  # DDP: cuda:LOCAL_RANK, or the CPU
-    if launched_by_torchrun():  # DDP: join the process group
-        if device.type == "cuda":  # DDP: set the device before init, or every rank uses GPU 0 too
-            torch.cuda.set_device(device)  # DDP: cuda:LOCAL_RANK
-        backend, timeout = backend_for(device), timedelta(minutes=10)  # DDP: gloo's default is 30
-        dist.init_process_group(  # DDP: attempt_store: the restart handshake (notebook 06)
-            backend, store=attempt_store(timeout), rank=rank, world_size=world_size,  # DDP: who
-            timeout=timeout, device_id=device if backend == "nccl" else None)  # DDP: NCCL's GPU
+    if device.type == "cuda":  # DDP: set the device before init, or every rank uses GPU 0 too
+        torch.cuda.set_device(device)  # DDP: cuda:LOCAL_RANK
+    backend, timeout = backend_for(device), timedelta(minutes=10)  # DDP: gloo's default is 30
+    dist.init_process_group(backend, store=attempt_store(timeout), rank=rank,  # DDP: join
+        world_size=world_size, timeout=timeout, device_id=device if backend == "nccl" else None)
     try:  # DDP: leave the group on success and on error alike
         return train(config, device, rank, local_rank, world_size)  # DDP: which rank
     finally:
-        if dist.is_initialized():  # DDP: joined above
-            gc.collect()  # DDP: free the DDP wrapper (reference cycles) while its group exists
-            dist.destroy_process_group()  # DDP: torchrun sees a clean exit
+        gc.collect()  # DDP: free the DDP wrapper (reference cycles) while its group exists
+        dist.destroy_process_group()  # DDP: torchrun sees a clean exit
 
 
 if __name__ == "__main__":

@@ -3,9 +3,7 @@
 train_ddp.py is train_single.py plus DistributedDataParallel, each changed line marked `# DDP:`.
 Options are the fields of distrinews.config.TrainConfig (`--epochs 1`); run again, it resumes.
 
-    python train_single.py --preset smoke       # CPU, seconds: a tiny model on synthetic news
-    python train_single.py --preset kaggle-t4   # one GPU: DistilBERT, fp16 on a T4
-    torchrun --standalone --nproc_per_node=2 train_ddp.py --preset smoke        # 2 CPU processes
+    python train_single.py --preset kaggle-t4                                   # one T4, fp16
     torchrun --standalone --nproc_per_node=2 train_ddp.py --preset kaggle-t4x2  # Kaggle's 2 T4s
 """
 
@@ -85,7 +83,6 @@ def train(config: TrainConfig, device: torch.device) -> dict:
     torch.manual_seed(config.seed)  # dropout masks, reproducibly
     start_epoch, step, batches_done = 0, 0, 0
     if resume_from:
-        log(f"resuming from {resume_from}")
         start_epoch, step, batches_done = ckpt.restore_training_state(
             resume_from, optimizer, scheduler, scaler, precision, device, log=log)
     out = start_output_dir(config, fresh=not resume_from)
@@ -107,8 +104,7 @@ def train(config: TrainConfig, device: torch.device) -> dict:
         bar = tqdm(total=steps_per_epoch, initial=done, desc=f"epoch {epoch + 1}/{config.epochs}",
                    mininterval=progress_interval())
         batches, clock, samples, tokens = iter(train_loader), time.perf_counter(), 0, 0
-        steps_left = min(steps_per_epoch - done, total_steps - step)
-        for _ in range(steps_left):
+        for _ in range(min(steps_per_epoch - done, total_steps - step)):  # to the epoch's end
             maybe_crash(config, step)  # --fail-at-step N: the crash that notebook 06 recovers from
             micro = list(islice(batches, config.grad_accum_steps))  # the epoch's last may be short
             loss = train_step(model, micro, optimizer, scheduler, scaler,

@@ -101,11 +101,12 @@ def write_metrics(out: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def format_header(config: TrainConfig, device: torch.device, precision: str, threads: int,
-                  world_size: int = 1) -> str:
-    """The lines a run prints first: its config, its device (and process group's backend), its batch arithmetic."""
+def format_header(config: TrainConfig, device: torch.device, precision: str, threads: int) -> str:
+    """The lines a run prints first: its config, its device (and process group's backend and size), its batch
+    arithmetic."""
     group = torch.distributed.is_available() and torch.distributed.is_initialized()
     backend = f" | backend {torch.distributed.get_backend()}" if group else ""
+    world_size = torch.distributed.get_world_size() if group else 1
     return "\n".join([
         "config: " + " ".join(f"{k}={v}" for k, v in config.to_dict().items()),
         f"device: {device} | world size {world_size} | precision {precision}{backend} | {threads} CPU threads",
