@@ -119,7 +119,7 @@ def train(config: TrainConfig, device, rank, local_rank, world_size) -> dict:  #
         bar = tqdm(total=steps_per_epoch, initial=done, desc=f"epoch {epoch + 1}/{config.epochs}",
                    mininterval=progress_interval(), disable=rank != 0)  # DDP: rank 0's bar
         batches, clock, samples, tokens = iter(train_loader), time.perf_counter(), 0, 0
-        for _ in range(min(steps_per_epoch - done, total_steps - step)):  # to the epoch's end
+        for _ in range(min(steps_per_epoch - done, total_steps - step)):  # or up to max_steps
             maybe_crash(config, step)  # --fail-at-step N: the crash that notebook 06 recovers from
             micro = list(islice(batches, config.grad_accum_steps))  # the epoch's last may be short
             loss = train_step(ddp_model, micro, optimizer, scheduler, scaler,  # DDP: the wrapper
@@ -168,7 +168,7 @@ def main(config: TrainConfig) -> dict:
     if device.type == "cuda":  # DDP: set the device before init, or every rank uses GPU 0 too
         torch.cuda.set_device(device)  # DDP: cuda:LOCAL_RANK
     backend, timeout = backend_for(device), timedelta(minutes=10)  # DDP: gloo's default is 30
-    dist.init_process_group(backend, store=attempt_store(timeout), rank=rank,  # DDP: join
+    dist.init_process_group(backend, store=attempt_store(timeout), rank=rank,  # DDP: store: see 06
         world_size=world_size, timeout=timeout, device_id=device if backend == "nccl" else None)
     try:  # DDP: leave the group on success and on error alike
         return train(config, device, rank, local_rank, world_size)  # DDP: which rank

@@ -104,7 +104,7 @@ def train(config: TrainConfig, device: torch.device) -> dict:
         bar = tqdm(total=steps_per_epoch, initial=done, desc=f"epoch {epoch + 1}/{config.epochs}",
                    mininterval=progress_interval())
         batches, clock, samples, tokens = iter(train_loader), time.perf_counter(), 0, 0
-        for _ in range(min(steps_per_epoch - done, total_steps - step)):  # to the epoch's end
+        for _ in range(min(steps_per_epoch - done, total_steps - step)):  # or up to max_steps
             maybe_crash(config, step)  # --fail-at-step N: the crash that notebook 06 recovers from
             micro = list(islice(batches, config.grad_accum_steps))  # the epoch's last may be short
             loss = train_step(model, micro, optimizer, scheduler, scaler,
