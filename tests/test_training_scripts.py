@@ -136,13 +136,17 @@ def test_the_library_keeps_parts_not_a_hidden_loop():
     assert distrinews
 
 
-def test_the_single_device_program_runs_as_a_file_and_resumes(tmp_path):
-    """As notebook 03 runs it: `python train_single.py ...`, then the same command again resumes."""
-    script = tmp_path / "train_single.py"
-    script.write_text(SINGLE.read_text())
+@pytest.mark.parametrize("program", [SINGLE, DDP_SCRIPT], ids=lambda p: p.name)
+def test_each_program_runs_as_a_plain_file_and_resumes(tmp_path, program):
+    """As notebook 03 runs it: `python train_single.py ...`, then the same command again resumes. train_ddp.py,
+    started the same way without torchrun, runs as a process group of one (05's one-process comparison)."""
+    script = tmp_path / program.name
+    script.write_text(program.read_text())
     args = ("--preset", "smoke", "--max-steps", "8", "--log-every-steps", "4", "--output-dir", str(tmp_path / "run"))
     first = run_cli(*args, launcher=(sys.executable, str(script)))
-    assert "device: cpu | world size 1" in first.stdout
+    device_line = next(line for line in first.stdout.splitlines() if line.startswith("device: "))
+    assert device_line.startswith("device: cpu | world size 1 | precision fp32")
+    assert ("| backend gloo |" in device_line) == (program == DDP_SCRIPT), device_line
     first_eval = read_json(tmp_path / "run" / "eval.json")
     assert first_eval["n_examples"] == 500
     again = run_cli(*args, launcher=(sys.executable, str(script)))
