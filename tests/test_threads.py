@@ -76,8 +76,9 @@ def test_the_training_loop_reads_the_loss_only_on_logging_steps():
     sits inside its `if step % config.log_every_steps == 0:` block."""
     for script in ("train_single.py", "train_ddp.py"):
         tree = ast.parse((ROOT / "lib" / "distrinews" / script).read_text())
-        loop = next(node for node in ast.walk(tree) if isinstance(node, ast.For)
-                    and ast.unparse(node.iter).startswith("range(steps_left)"))
+        loop = next(node for node in ast.walk(tree) if isinstance(node, ast.For)  # the step loop: its body
+                    and any(isinstance(s, ast.Assign) and ast.unparse(s.value).startswith("train_step(")  # calls
+                            for s in node.body))  # train_step itself (the epoch loop only contains it)
         logging = [node for node in ast.walk(loop) if isinstance(node, ast.If)
                    and "log_every_steps" in ast.unparse(node.test)]
         inside = {id(call) for block in logging for call in ast.walk(block)}

@@ -189,7 +189,7 @@ def export_onnx(model: torch.nn.Module, path: Path) -> Path:
     """Export with torch's dynamo exporter, dynamic batch and length; checked against torch before it is kept."""
     example = example_inputs(model.config)
     batch, length = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    wrapped = LogitsOnly(model.float().eval())
+    wrapped = LogitsOnly(model.float()).eval()  # the wrapper too: the exporter checks its mode
     partial = path.with_name(f".{path.name}.{os.getpid()}")
     try:
         with warnings.catch_warnings(), quiet_logging():
