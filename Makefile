@@ -26,7 +26,7 @@ help:
 	@echo "make demo         train on 2 CPU processes with DDP, then serve the demo on http://127.0.0.1:7860"
 	@echo "make test         the whole test suite (about 27 minutes on 2 cores)"
 	@echo "make site         execute every notebook and render the course to site/"
-	@echo "make kaggle-check the course on Kaggle's package versions, in .venv-kaggle (about 9 minutes)"
+	@echo "make kaggle-check the course on Kaggle's package versions, in .venv-kaggle (about 6 minutes)"
 	@echo "make kaggle-rehearsal  every notebook in its own Kaggle session: papermill, /kaggle inputs, network (root)"
 	@echo "make gpu-check    the GPU paths the CPU tests cannot reach (at most 8 minutes on one GPU)"
 	@echo "make clean        remove .venv, site/ and build files; keeps runs/ (your checkpoints)"
@@ -59,7 +59,7 @@ kaggle-check:
 
 # Every notebook as Kaggle's Save & Run All runs it, in the session its kernel-metadata.json asks for: papermill on
 # Kaggle's pins, /kaggle/input holding exactly its inputs, internet on or off. CPU sessions run to the end, GPU
-# sessions up to their hardware check (about 9 minutes; lays out /kaggle, so as root).
+# sessions up to their hardware check (about 6 minutes; lays out /kaggle, so as root).
 kaggle-rehearsal:
 	.ci/kaggle-rehearsal
 
