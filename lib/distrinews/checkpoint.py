@@ -19,6 +19,7 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from .config import ConfigError, TrainConfig
+from .distributed import group_rank_and_size
 
 CHECKPOINT = "checkpoint"
 STATE_FILE = "training_state.pt"
@@ -123,8 +124,7 @@ def restore_training_state(checkpoint_dir: str | Path, optimizer, scheduler, sca
     A change of precision is reported, never silent.
     """
     log(f"resuming from {checkpoint_dir}")
-    group = torch.distributed.is_available() and torch.distributed.is_initialized()
-    rank, world_size = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if group else (0, 1)
+    rank, world_size = group_rank_and_size()
     state = load_training_state(checkpoint_dir, device)  # map_location: this rank's device
     if state["world_size"] != world_size:
         raise ConfigError(f"{checkpoint_dir} was written by {state['world_size']} processes and this run has "

@@ -63,6 +63,13 @@ def restart_count() -> int:
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
 
 
+def group_rank_and_size() -> tuple[int, int]:
+    """(rank, world size) in the process group this process has joined; (0, 1) outside any group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def torchrun_ranks() -> tuple[int, int, int]:
     """(rank, local rank, world size) from torchrun's environment; (0, 0, 1) when launched plainly.
 

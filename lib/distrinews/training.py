@@ -18,7 +18,7 @@ import torch
 from .batching import TokenizedSplit, build_eval_loader, tokenize_split
 from .config import ConfigError, TrainConfig, describe_batch, field_names
 from .data import NewsData, NewsSplit, load_news, read_news_csv
-from .distributed import DistContext, restart_count
+from .distributed import DistContext, group_rank_and_size, restart_count
 from .evaluation import evaluate
 from .modeling import build_model, build_tokenizer
 from .precision import resolve_precision
@@ -106,7 +106,7 @@ def format_header(config: TrainConfig, device: torch.device, precision: str, thr
     arithmetic."""
     group = torch.distributed.is_available() and torch.distributed.is_initialized()
     backend = f" | backend {torch.distributed.get_backend()}" if group else ""
-    world_size = torch.distributed.get_world_size() if group else 1
+    world_size = group_rank_and_size()[1]
     return "\n".join([
         "config: " + " ".join(f"{k}={v}" for k, v in config.to_dict().items()),
         f"device: {device} | world size {world_size} | precision {precision}{backend} | {threads} CPU threads",
@@ -140,8 +140,7 @@ def maybe_crash(config: TrainConfig, step: int) -> None:
     One rank of a DDP job (the last, so not the one that logs) fails as a real crash would: torchrun notices,
     stops the others, and with --max-restarts starts every rank again (notebook 06).
     """
-    group = torch.distributed.is_available() and torch.distributed.is_initialized()
-    rank, world_size = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if group else (0, 1)
+    rank, world_size = group_rank_and_size()
     if config.fail_at_step and step + 1 == config.fail_at_step and restart_count() == 0 and rank == world_size - 1:
         print(f"rank {rank}: injected failure before step {config.fail_at_step} (--fail-at-step)",
               file=sys.stderr, flush=True)
