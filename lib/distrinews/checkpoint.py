@@ -113,9 +113,10 @@ def training_state(optimizer, scheduler, scaler, precision: str, epochs_done: in
             "precision": precision, "rng": rng, "world_size": len(rng)}
 
 
-def restore_training_state(checkpoint_dir: str | Path, optimizer, scheduler, scaler, precision: str,
+def restore_training_state(checkpoint_dir: str | Path | None, optimizer, scheduler, scaler, precision: str,
                            device: torch.device, log=print) -> tuple[int, int, int]:
-    """Load optimizer, schedule, scaler and this rank's RNG state; returns (epochs done, step, batches done).
+    """Load optimizer, schedule, scaler and this rank's RNG state; returns (epochs done, step, batches done),
+    which is (0, 0, 0) for a fresh start (`checkpoint_dir` None: nothing is loaded).
 
     Under DDP the rank and world size come from the process group: each rank takes back its own RNG state
     (`train_ddp.py` saves one per rank), and a run with another number of processes is refused. A checkpoint may
@@ -123,6 +124,8 @@ def restore_training_state(checkpoint_dir: str | Path, optimizer, scheduler, sca
     kernel choice (`fused`, `foreach`), and the loss scaler's state is used only when both runs compute in fp16.
     A change of precision is reported, never silent.
     """
+    if not checkpoint_dir:
+        return 0, 0, 0
     log(f"resuming from {checkpoint_dir}")
     rank, world_size = group_rank_and_size()
     state = load_training_state(checkpoint_dir, device)  # map_location: this rank's device

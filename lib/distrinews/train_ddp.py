@@ -29,8 +29,8 @@ from distrinews.distributed import pick_device, set_cpu_threads
 from distrinews.evaluation import evaluate
 from distrinews.modeling import build_tokenizer, count_parameters
 from distrinews.precision import autocast, make_scaler, resolve_precision
-from distrinews.training import (check_resumable, format_eval, format_header, load_data,
-                                 load_model, make_optimizer, maybe_crash, progress_interval,
+from distrinews.training import (format_eval, format_header, load_data, load_model,
+                                 make_optimizer, maybe_crash, progress_interval, resume_point,
                                  start_output_dir, tokenize_splits, write_metrics)
 
 
@@ -61,19 +61,16 @@ def train(config: TrainConfig, device, rank, local_rank, world_size) -> dict:  #
     log = print if rank == 0 else lambda *args, **kwargs: None  # DDP: rank 0 alone prints
     threads = set_cpu_threads(config.num_threads, device)  # --num-threads, or a share of the cores
     precision = resolve_precision(config.precision, device)  # fp16 on a T4, bf16 from compute 8.0
-    resume_from = config.resume and ckpt.agree_on_checkpoint(config.output_dir)  # DDP: rank 0's
-    if resume_from:
-        check_resumable(resume_from, config)  # the same recipe, or --resume false to start over
+    resume_from = resume_point(config)  # this recipe's last checkpoint, or None: a fresh start
     log(format_header(config, device, precision, threads))  # config, device, batch arithmetic
 
     # Data: tokenized once (cached on disk), batched by similar length, padded to the longest text
     data = load_data(config, log)
     tokenizer = build_tokenizer(str(resume_from or config.model_name))
-    if local_rank != 0:  # DDP: this machine's rank 0 tokenizes first, filling the cache ...
-        dist.barrier()  # DDP: ... while the others wait here
+    if local_rank == 0:  # DDP: one rank per machine tokenizes, filling the cache, ...
+        tokenize_splits(data, tokenizer, config.max_length)  # DDP: ... while the others wait
+    dist.barrier()  # DDP: here; then every rank reads the cache
     splits = tokenize_splits(data, tokenizer, config.max_length)
-    if local_rank == 0:  # DDP: ... until it joins them; then they read the cache
-        dist.barrier()  # DDP: one barrier call per rank, so it works across machines too
     pad, pin = tokenizer.pad_token_id, device.type == "cuda"
     train_loader, eval_loader, test_loader = build_loaders(  # DDP: this rank's shard of each split
         splits, config, pad, pin, rank, world_size)  # DDP: each example on exactly one rank
@@ -90,12 +87,10 @@ def train(config: TrainConfig, device, rank, local_rank, world_size) -> dict:  #
     log(f"steps: {steps_per_epoch} per epoch, {total_steps} in all; "
         + describe_padding(train_loader, config.padding, config.grad_accum_steps))
 
-    # Resume: optimizer, schedule, scaler, position in the epoch and RNG state, or a fresh start
+    # Resume: optimizer, schedule, scaler, position in the epoch and RNG state; or start fresh
     torch.manual_seed(config.seed + rank)  # DDP: dropout masks differ per rank, reproducibly
-    start_epoch, step, batches_done = 0, 0, 0
-    if resume_from:
-        start_epoch, step, batches_done = ckpt.restore_training_state(
-            resume_from, optimizer, scheduler, scaler, precision, device, log=log)
+    start_epoch, step, batches_done = ckpt.restore_training_state(  # (0, 0, 0) when fresh
+        resume_from, optimizer, scheduler, scaler, precision, device, log=log)
     out = start_output_dir(config, fresh=not resume_from, create=rank == 0)  # DDP: rank 0 writes
     ddp_model = DDP(model, device_ids=[device] if device.type == "cuda" else None)  # DDP: wrap
 
@@ -105,7 +100,7 @@ def train(config: TrainConfig, device, rank, local_rank, world_size) -> dict:  #
         state = ckpt.training_state(optimizer, scheduler, scaler, precision, epochs_done, step,
                                     batches_done, rng)
         if rank == 0:  # DDP: one writer, of the plain model's weights
-            ckpt.save_checkpoint(out, model, tokenizer, state, config)  # DDP: rank 0's
+            ckpt.save_checkpoint(out, model, tokenizer, state, config)
         dist.barrier()  # DDP: no rank reads it, or exits, before rank 0 is done writing
 
     last_eval = {}
@@ -116,10 +111,11 @@ def train(config: TrainConfig, device, rank, local_rank, world_size) -> dict:  #
         train_loader.batch_sampler.set_epoch(epoch, skip_batches=batches_done)  # a new order
         model.train()
         done = batches_done // config.grad_accum_steps  # steps of this epoch taken before a resume
-        bar = tqdm(total=steps_per_epoch, initial=done, desc=f"epoch {epoch + 1}/{config.epochs}",
+        bar = tqdm(range(min(steps_per_epoch - done, total_steps - step)),  # or up to max_steps
+                   initial=done, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}",
                    mininterval=progress_interval(), disable=rank != 0)  # DDP: rank 0's bar
         batches, clock, samples, tokens = iter(train_loader), time.perf_counter(), 0, 0
-        for _ in range(min(steps_per_epoch - done, total_steps - step)):  # or up to max_steps
+        for _ in bar:
             maybe_crash(config, step)  # --fail-at-step N: the crash that notebook 06 recovers from
             micro = list(islice(batches, config.grad_accum_steps))  # the epoch's last may be short
             loss = train_step(ddp_model, micro, optimizer, scheduler, scaler,  # DDP: the wrapper
@@ -127,7 +123,6 @@ def train(config: TrainConfig, device, rank, local_rank, world_size) -> dict:  #
             step, batches_done = step + 1, batches_done + len(micro)
             samples += sum(len(b["labels"]) for b in micro)
             tokens += sum(int(b["attention_mask"].sum()) for b in micro)  # real tokens, no padding
-            bar.update()
             if step % config.log_every_steps == 0:
                 loss = loss.item()  # the loop's one host-device sync, on logging steps only
                 sums = torch.tensor([loss / world_size, samples, tokens], device=device)  # DDP: GPU
@@ -138,18 +133,17 @@ def train(config: TrainConfig, device, rank, local_rank, world_size) -> dict:  #
                 record = dict(epoch=epoch + 1, step=step, loss=loss, lr=scheduler.get_last_lr()[0],
                               samples_per_s=samples / seconds, tokens_per_s=tokens / seconds)
                 if rank == 0:  # DDP: one writer
-                    write_metrics(out, record)  # DDP: rank 0's file
+                    write_metrics(out, record)
                 clock, samples, tokens = time.perf_counter(), 0, 0
             mid_epoch = batches_done < len(train_loader)  # an epoch's end saves after evaluating
             if mid_epoch and config.save_every_steps and step % config.save_every_steps == 0:
                 save(epoch, batches_done)
-        bar.close()
         if mid_epoch:  # max_steps stopped the run inside this epoch
             save(epoch, batches_done)
             break
         last_eval = evaluate(model, eval_loader, device, precision)
         if rank == 0:  # DDP: one writer
-            write_metrics(out, {"epoch": epoch + 1, "step": step, "eval": last_eval})  # DDP: rank 0
+            write_metrics(out, {"epoch": epoch + 1, "step": step, "eval": last_eval})
         log(format_eval(last_eval, f"epoch {epoch + 1} eval"))
         batches_done = 0
         save(epoch + 1, batches_done)
@@ -157,7 +151,7 @@ def train(config: TrainConfig, device, rank, local_rank, world_size) -> dict:  #
     tested = last_eval and splits.eval is splits.test  # no validation split: epochs ran the test
     final = last_eval if tested else evaluate(model, test_loader, device, precision)
     if rank == 0:  # DDP: one writer
-        (out / "eval.json").write_text(json.dumps(final, indent=2) + "\n")  # DDP: rank 0
+        (out / "eval.json").write_text(json.dumps(final, indent=2) + "\n")
     log(format_eval(final, "test"))
     return final
 

@@ -24,8 +24,8 @@ from distrinews.distributed import pick_device, set_cpu_threads
 from distrinews.evaluation import evaluate
 from distrinews.modeling import build_tokenizer, count_parameters
 from distrinews.precision import autocast, make_scaler, resolve_precision
-from distrinews.training import (check_resumable, format_eval, format_header, load_data,
-                                 load_model, make_optimizer, maybe_crash, progress_interval,
+from distrinews.training import (format_eval, format_header, load_data, load_model,
+                                 make_optimizer, maybe_crash, progress_interval, resume_point,
                                  start_output_dir, tokenize_splits, write_metrics)
 
 
@@ -55,9 +55,7 @@ def train(config: TrainConfig, device: torch.device) -> dict:
     log = print  # one name for "say it" (train_ddp.py: rank 0 alone)
     threads = set_cpu_threads(config.num_threads, device)  # --num-threads, or a share of the cores
     precision = resolve_precision(config.precision, device)  # fp16 on a T4, bf16 from compute 8.0
-    resume_from = config.resume and ckpt.find_checkpoint(config.output_dir)
-    if resume_from:
-        check_resumable(resume_from, config)  # the same recipe, or --resume false to start over
+    resume_from = resume_point(config)  # this recipe's last checkpoint, or None: a fresh start
     log(format_header(config, device, precision, threads))  # config, device, batch arithmetic
 
     # Data: tokenized once (cached on disk), batched by similar length, padded to the longest text
@@ -79,12 +77,10 @@ def train(config: TrainConfig, device: torch.device) -> dict:
     log(f"steps: {steps_per_epoch} per epoch, {total_steps} in all; "
         + describe_padding(train_loader, config.padding, config.grad_accum_steps))
 
-    # Resume: optimizer, schedule, scaler, position in the epoch and RNG state, or a fresh start
+    # Resume: optimizer, schedule, scaler, position in the epoch and RNG state; or start fresh
     torch.manual_seed(config.seed)  # dropout masks, reproducibly
-    start_epoch, step, batches_done = 0, 0, 0
-    if resume_from:
-        start_epoch, step, batches_done = ckpt.restore_training_state(
-            resume_from, optimizer, scheduler, scaler, precision, device, log=log)
+    start_epoch, step, batches_done = ckpt.restore_training_state(  # (0, 0, 0) when fresh
+        resume_from, optimizer, scheduler, scaler, precision, device, log=log)
     out = start_output_dir(config, fresh=not resume_from)
 
     def save(epochs_done: int, batches_done: int) -> None:  # atomically (checkpoint.py)
@@ -101,10 +97,11 @@ def train(config: TrainConfig, device: torch.device) -> dict:
         train_loader.batch_sampler.set_epoch(epoch, skip_batches=batches_done)  # a new order
         model.train()
         done = batches_done // config.grad_accum_steps  # steps of this epoch taken before a resume
-        bar = tqdm(total=steps_per_epoch, initial=done, desc=f"epoch {epoch + 1}/{config.epochs}",
+        bar = tqdm(range(min(steps_per_epoch - done, total_steps - step)),  # or up to max_steps
+                   initial=done, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}",
                    mininterval=progress_interval())
         batches, clock, samples, tokens = iter(train_loader), time.perf_counter(), 0, 0
-        for _ in range(min(steps_per_epoch - done, total_steps - step)):  # or up to max_steps
+        for _ in bar:
             maybe_crash(config, step)  # --fail-at-step N: the crash that notebook 06 recovers from
             micro = list(islice(batches, config.grad_accum_steps))  # the epoch's last may be short
             loss = train_step(model, micro, optimizer, scheduler, scaler,
@@ -112,7 +109,6 @@ def train(config: TrainConfig, device: torch.device) -> dict:
             step, batches_done = step + 1, batches_done + len(micro)
             samples += sum(len(b["labels"]) for b in micro)
             tokens += sum(int(b["attention_mask"].sum()) for b in micro)  # real tokens, no padding
-            bar.update()
             if step % config.log_every_steps == 0:
                 loss = loss.item()  # the loop's one host-device sync, on logging steps only
                 seconds = time.perf_counter() - clock
@@ -124,7 +120,6 @@ def train(config: TrainConfig, device: torch.device) -> dict:
             mid_epoch = batches_done < len(train_loader)  # an epoch's end saves after evaluating
             if mid_epoch and config.save_every_steps and step % config.save_every_steps == 0:
                 save(epoch, batches_done)
-        bar.close()
         if mid_epoch:  # max_steps stopped the run inside this epoch
             save(epoch, batches_done)
             break

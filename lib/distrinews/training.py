@@ -16,6 +16,7 @@ from typing import NamedTuple
 import torch
 
 from .batching import TokenizedSplit, build_eval_loader, tokenize_split
+from .checkpoint import CONFIG_FILE, agree_on_checkpoint
 from .config import ConfigError, TrainConfig, describe_batch, field_names
 from .data import NewsData, NewsSplit, load_news, read_news_csv
 from .distributed import DistContext, group_rank_and_size, restart_count
@@ -72,14 +73,26 @@ RESUMABLE_CHANGES = {"output_dir", "log_every_steps", "save_every_steps", "resum
 
 def check_resumable(checkpoint_dir: Path, config: TrainConfig) -> None:
     """Refuse to resume a checkpoint written by a different recipe (other data, model, batch, schedule...)."""
-    from .checkpoint import CONFIG_FILE
-
     saved = TrainConfig.load(Path(checkpoint_dir) / CONFIG_FILE)
     changed = [f"{name} {getattr(saved, name)!r} -> {getattr(config, name)!r}" for name in field_names()
                if name not in RESUMABLE_CHANGES and getattr(saved, name) != getattr(config, name)]
     if changed:
         raise ConfigError(f"{checkpoint_dir} is a checkpoint of a different run ({'; '.join(changed)}): "
                           f"pass --resume false to start over in that folder, or choose another --output-dir")
+
+
+def resume_point(config: TrainConfig) -> Path | None:
+    """The checkpoint this run goes on from, or None to start fresh (--resume false, or nothing saved yet).
+
+    A checkpoint of another recipe is refused (check_resumable). Under DDP every rank gets rank 0's answer, and
+    a rank that cannot see rank 0's checkpoint stops them all (checkpoint.agree_on_checkpoint).
+    """
+    if not config.resume:
+        return None
+    found = agree_on_checkpoint(config.output_dir)
+    if found:
+        check_resumable(found, config)
+    return found
 
 
 def start_output_dir(config: TrainConfig, fresh: bool, create: bool = True) -> Path:
