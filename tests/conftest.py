@@ -16,6 +16,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 REALDATA = ROOT.parent / "shared" / "realdata" / "ag_news"
+# A notebook kernel's torch threads. Under `make test` two pytest processes share the cores: one thread each for
+# everything a notebook starts, or a 2-thread process and its neighbour fight over 2 cores (two 2-thread smoke
+# trainings side by side take 2.7 times as long as two 1-thread ones). Run alone (PYTEST_WORKERS=0): unset, as on a
+# learner's machine, and torchrun gives each of its workers one thread.
+NOTEBOOK_THREADS = "1" if os.environ.get("PYTEST_XDIST_WORKER") else None
 
 
 def pytest_collection_modifyitems(config, items):

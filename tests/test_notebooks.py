@@ -12,7 +12,7 @@ import re
 import nbformat
 import pytest
 
-from conftest import ROOT
+from conftest import NOTEBOOK_THREADS, ROOT
 from distrinews.course import NOTEBOOKS, PARAMETERS_CELL, SETUP_CELL, Notebook
 from distrinews.site import add_run_header, build_site, execute_notebook, render_html, reported_run
 
@@ -22,9 +22,8 @@ OPENING = ["What you'll do", "What you'll learn", "What you'll need"]
 CLOSING = ["Key takeaways", "Interview one-liner", "Check your understanding", "Further reading"]
 ALLOWED_NOTEBOOK_METADATA = {"kernelspec", "language_info"}
 ALLOWED_CELL_METADATA = {"tags"}
-# The smoke preset keeps the suite fast; torchrun gives each worker one thread, as on a learner's machine
-# (conftest's OMP_NUM_THREADS=2 would make two workers fight over two cores).
-NOTEBOOK_ENV = {"DISTRINEWS_PRESET": "smoke", "OMP_NUM_THREADS": None}
+# The smoke preset keeps the suite fast; conftest.NOTEBOOK_THREADS says how many threads a kernel's processes run.
+NOTEBOOK_ENV = {"DISTRINEWS_PRESET": "smoke", "OMP_NUM_THREADS": NOTEBOOK_THREADS}
 
 
 def read(nb: Notebook):
