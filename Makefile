@@ -10,7 +10,8 @@ TORCH_SPEC ?= torch==2.13.0
 REALDATA ?= ../shared/realdata/ag_news
 PYTEST_ARGS ?=
 # pytest processes (pytest-xdist): 2 keeps both cores of the course machine busy while one test waits on a
-# subprocess; each test file stays in one process, so its module fixtures are built once. PYTEST_WORKERS=0: serial.
+# subprocess; each test file stays in one process, so its module fixtures are built once, except the notebook runs,
+# handed out one by one (tests/conftest.py: ONE_BY_ONE). PYTEST_WORKERS=0: serial.
 PYTEST_WORKERS ?= 2
 
 BIN := $(VENV)/bin

@@ -23,13 +23,38 @@ REALDATA = ROOT.parent / "shared" / "realdata" / "ag_news"
 NOTEBOOK_THREADS = "1" if os.environ.get("PYTEST_XDIST_WORKER") else None
 
 
+# Tests that `make test` hands out one by one; every other test goes with its whole file (module fixtures are
+# built once). The eleven notebook runs are most of one file's time: together they would keep one of the two
+# pytest processes busy while the other ran out of work.
+ONE_BY_ONE = ("tests/test_notebooks.py::test_notebook_runs_top_to_bottom_and_renders[",)
+
+
+def work_unit(nodeid: str) -> str:
+    """What `make test` hands to a pytest process at once: the test itself (ONE_BY_ONE), or its file."""
+    return nodeid if nodeid.startswith(ONE_BY_ONE) else nodeid.split("::", 1)[0]
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs `--dist loadfile`: whole files, except the tests of ONE_BY_ONE."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FilesAndNotebooks(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return FilesAndNotebooks(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Files holding a `slow` test (minutes each) run first, the fewest tests first (a file that is one slow test is
-    all long): `make test` hands whole files to its two pytest processes in this order (--no-loadscope-reorder), and
-    a slow file handed out last would keep one process busy alone at the end."""
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    size = Counter(item.path for item in items)
-    items.sort(key=lambda item: (item.path not in slow_files, size[item.path] if item.path in slow_files else 0))
+    """Work units holding a `slow` test (minutes each) run first, the fewest tests first (a unit that is one slow
+    test is all long): `make test` hands them to its two pytest processes in this order (--no-loadscope-reorder),
+    and a slow unit handed out last would keep one process busy alone at the end."""
+    units = {item: work_unit(item.nodeid) for item in items}
+    slow = {units[item] for item in items if item.get_closest_marker("slow")}
+    size = Counter(units.values())
+    items.sort(key=lambda item: (units[item] not in slow, size[units[item]] if units[item] in slow else 0))
 
 
 @pytest.fixture(autouse=True, scope="session")
