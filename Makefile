@@ -25,7 +25,7 @@ DEMO_DATA ?= $(if $(wildcard $(REALDATA)/test.csv),--train-file $(REALDATA)/trai
 # `make` alone: the targets, one line each (tests/test_makefile.py holds this list to the .PHONY line above).
 help:
 	@echo "make demo         train on 2 CPU processes with DDP, then serve the demo on http://127.0.0.1:7860"
-	@echo "make test         the whole test suite (about 27 minutes on 2 cores)"
+	@echo "make test         the whole test suite (about 25 minutes on 2 cores)"
 	@echo "make site         execute every notebook and render the course to site/"
 	@echo "make kaggle-check the course on Kaggle's package versions, in .venv-kaggle (about 6 minutes)"
 	@echo "make kaggle-rehearsal  every notebook in its own Kaggle session: papermill, /kaggle inputs, network (root)"
