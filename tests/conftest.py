@@ -16,11 +16,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 REALDATA = ROOT.parent / "shared" / "realdata" / "ag_news"
-# A notebook kernel's torch threads. Under `make test` two pytest processes share the cores: one thread each for
-# everything a notebook starts, or a 2-thread process and its neighbour fight over 2 cores (two 2-thread smoke
-# trainings side by side take 2.7 times as long as two 1-thread ones). Run alone (PYTEST_WORKERS=0): unset, as on a
-# learner's machine, and torchrun gives each of its workers one thread.
-NOTEBOOK_THREADS = "1" if os.environ.get("PYTEST_XDIST_WORKER") else None
+# `make test` runs two pytest processes (pytest-xdist) on the cores; PYTEST_WORKERS=0 runs one.
+SHARED_CORES = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+# A notebook kernel's environment: the smoke preset keeps the suite fast. Its torch threads: with the cores shared,
+# one for everything a notebook starts, or a 2-thread process and its neighbour fight over 2 cores (two 2-thread
+# smoke trainings side by side take 2.7 times as long as two 1-thread ones); alone, unset, as on a learner's
+# machine, where torchrun gives each of its workers one thread.
+NOTEBOOK_ENV = {"DISTRINEWS_PRESET": "smoke", "OMP_NUM_THREADS": "1" if SHARED_CORES else None}
 
 
 # Tests that `make test` hands out one by one; every other test goes with its whole file (module fixtures are
@@ -63,8 +65,8 @@ def offline_and_isolated(tmp_path_factory):
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["HF_DATASETS_OFFLINE"] = "1"
     os.environ["DISTRINEWS_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    # `make test` runs two test processes (pytest-xdist) on the cores: one thread each, so they do not fight
-    os.environ.setdefault("OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
+    # with the cores shared by two test processes, one thread each, so they do not fight
+    os.environ.setdefault("OMP_NUM_THREADS", "1" if SHARED_CORES else "2")
 
 
 def run_cli(*args: str, launcher: tuple[str, ...] = (sys.executable, "-m", "distrinews"), timeout: int = 600,

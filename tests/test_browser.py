@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NOTEBOOK_THREADS, ROOT, free_port, running_server
+from conftest import NOTEBOOK_ENV, ROOT, free_port, running_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -204,7 +204,7 @@ def test_the_course_site_renders_its_home_page_and_a_notebook_with_figures(chrom
     from distrinews.site import build_site
 
     site = tmp_path / "site"
-    build_site(site, [notebook("01")], env={"DISTRINEWS_PRESET": "smoke", "OMP_NUM_THREADS": NOTEBOOK_THREADS})
+    build_site(site, [notebook("01")], env=NOTEBOOK_ENV)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         try:

@@ -12,7 +12,7 @@ import re
 import nbformat
 import pytest
 
-from conftest import NOTEBOOK_THREADS, ROOT
+from conftest import NOTEBOOK_ENV, ROOT
 from distrinews.course import NOTEBOOKS, PARAMETERS_CELL, SETUP_CELL, Notebook
 from distrinews.site import add_run_header, build_site, execute_notebook, render_html, reported_run
 
@@ -22,8 +22,6 @@ OPENING = ["What you'll do", "What you'll learn", "What you'll need"]
 CLOSING = ["Key takeaways", "Interview one-liner", "Check your understanding", "Further reading"]
 ALLOWED_NOTEBOOK_METADATA = {"kernelspec", "language_info"}
 ALLOWED_CELL_METADATA = {"tags"}
-# The smoke preset keeps the suite fast; conftest.NOTEBOOK_THREADS says how many threads a kernel's processes run.
-NOTEBOOK_ENV = {"DISTRINEWS_PRESET": "smoke", "OMP_NUM_THREADS": NOTEBOOK_THREADS}
 
 
 def read(nb: Notebook):
