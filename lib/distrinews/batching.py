@@ -14,6 +14,7 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -211,14 +212,22 @@ def build_eval_loader(data: TokenizedSplit, batch_size: int, pad_id: int, rank: 
                       generator=torch.Generator())
 
 
-def build_loaders(splits, config: TrainConfig, pad_id: int, pin_memory: bool, rank: int = 0,
-                  world_size: int = 1) -> tuple[DataLoader, DataLoader, DataLoader]:
-    """A run's train, eval and test loaders (`splits`: training.Splits); each holds this rank's shard."""
+class Loaders(NamedTuple):
+    train: DataLoader
+    eval: DataLoader
+    test: DataLoader
+
+
+def build_loaders(splits, config: TrainConfig, device: torch.device, rank: int = 0,
+                  world_size: int = 1) -> Loaders:
+    """A run's train, eval and test loaders (`splits`: training.Splits), each holding this rank's shard; batches
+    come from pinned memory when they go to a GPU."""
+    pin = device.type == "cuda"
     train = build_train_loader(splits.train, config.padding, config.per_device_batch_size, config.max_length,
-                               config.seed, pad_id, rank, world_size, pin_memory, config.balanced_steps)
-    evaluation, test = (build_eval_loader(split, config.eval_batch_size, pad_id, rank, world_size, pin_memory)
+                               config.seed, splits.pad_id, rank, world_size, pin, config.balanced_steps)
+    evaluation, test = (build_eval_loader(split, config.eval_batch_size, splits.pad_id, rank, world_size, pin)
                         for split in (splits.eval, splits.test))
-    return train, evaluation, test
+    return Loaders(train, evaluation, test)
 
 
 def padding_ratio(loader: DataLoader) -> float:

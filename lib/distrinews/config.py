@@ -36,7 +36,7 @@ class TrainConfig:
     test_file: str = ""  # CSV file with the test split for --data files
     max_train_rows: int = 0  # 0 = all; otherwise a seeded random subset of train
     max_test_rows: int = 0  # 0 = all; otherwise a seeded random subset of test
-    val_fraction: float = 0.0  # share of train held out for per-epoch validation (0 = evaluate on test)
+    val_fraction: float = 0.05  # share of train held out as validation, scored each epoch (0: the test is)
     synthetic_train_size: int = 2000  # rows generated for --data synthetic
     synthetic_test_size: int = 500  # rows generated for the synthetic test split
     bad_rows: str = "error"  # error | skip (skip counts and reports every skipped row)
@@ -110,7 +110,8 @@ PRESETS: dict[str, TrainConfig] = {
         learning_rate=2e-3, warmup_ratio=0.1, weight_decay=0.0, output_dir="runs/smoke", log_every_steps=10,
     ),
     # `make demo`: a real pretrained 6-layer model on up to 4,000 real rows; a few minutes on 2 cores.
-    # The recipe reaches 0.885 test accuracy on the real 4,000-row subset (tests/test_realdata.py). Always the
+    # On the real 4,000-row subset (3,800 trained on, 200 held out) the recipe reaches 0.895 test accuracy on the
+    # 7,600-row test split (make demo's training command, 2026-12-07; about 4 minutes on 2 cores). Always the
     # CPU (gloo), also on a machine with GPUs: `make demo` launches 2 processes, whatever the GPU count.
     "cpu-demo": TrainConfig(
         model_name="minilm", data_source="auto", max_train_rows=4000, max_length=64, epochs=1,

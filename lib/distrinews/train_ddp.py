@@ -57,7 +57,7 @@ def train_step(model, micro_batches, optimizer, scheduler, scaler, precision, ma
 
 
 def train(config: TrainConfig, device, rank, local_rank, world_size) -> dict:  # DDP: who am I
-    """Train, evaluate after every epoch, checkpoint; returns the test metrics (eval.json)."""
+    """Train, evaluate on validation after every epoch, checkpoint; returns the test metrics."""
     log = print if rank == 0 else lambda *args, **kwargs: None  # DDP: rank 0 alone prints
     threads = set_cpu_threads(config.num_threads, device)  # --num-threads, or a share of the cores
     precision = resolve_precision(config.precision, device)  # fp16 on a T4, bf16 from compute 8.0
@@ -71,21 +71,19 @@ def train(config: TrainConfig, device, rank, local_rank, world_size) -> dict:  #
         tokenize_splits(data, tokenizer, config.max_length)  # DDP: ... while the others wait
     dist.barrier()  # DDP: here; then every rank reads the cache
     splits = tokenize_splits(data, tokenizer, config.max_length)
-    pad, pin = tokenizer.pad_token_id, device.type == "cuda"
-    train_loader, eval_loader, test_loader = build_loaders(  # DDP: this rank's shard of each split
-        splits, config, pad, pin, rank, world_size)  # DDP: each example on exactly one rank
+    loaders = build_loaders(splits, config, device, rank, world_size)  # DDP: this rank's shards
 
     # Model: the pretrained encoder with a new 4-class head, or the checkpoint's weights on a resume
     model = load_model(resume_from or config.model_name, tokenizer, config, device)  # fp32 weights
     log(f"model: {config.model_name}, {count_parameters(model) / 1e6:.1f}M parameters")
     optimizer = make_optimizer(config, model, device)  # AdamW, no weight decay on biases and norms
-    steps_per_epoch = math.ceil(len(train_loader) / config.grad_accum_steps)
+    steps_per_epoch = math.ceil(len(loaders.train) / config.grad_accum_steps)
     total_steps = min(steps_per_epoch * config.epochs, config.max_steps or math.inf)
     warmup_steps = round(config.warmup_ratio * total_steps)
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup_steps, total_steps)
     scaler = make_scaler(precision, device)  # on for fp16 only: bf16 and fp32 have fp32's range
     log(f"steps: {steps_per_epoch} per epoch, {total_steps} in all; "
-        + describe_padding(train_loader, config.padding, config.grad_accum_steps))
+        + describe_padding(loaders.train, config.padding, config.grad_accum_steps))
 
     # Resume: optimizer, schedule, scaler, position in the epoch and RNG state; or start fresh
     torch.manual_seed(config.seed + rank)  # DDP: dropout masks differ per rank, reproducibly
@@ -103,18 +101,14 @@ def train(config: TrainConfig, device, rank, local_rank, world_size) -> dict:  #
             ckpt.save_checkpoint(out, model, tokenizer, state, config)
         dist.barrier()  # DDP: no rank reads it, or exits, before rank 0 is done writing
 
-    last_eval = {}
-    for epoch in range(start_epoch, config.epochs):
-        if step >= total_steps:
-            break
-        last_eval = {}  # the weights are about to change
-        train_loader.batch_sampler.set_epoch(epoch, skip_batches=batches_done)  # a new order
+    for epoch in range(start_epoch, math.ceil(total_steps / steps_per_epoch)):  # or max_steps
+        loaders.train.batch_sampler.set_epoch(epoch, skip_batches=batches_done)  # a new order
         model.train()
         done = batches_done // config.grad_accum_steps  # steps of this epoch taken before a resume
         bar = tqdm(range(min(steps_per_epoch - done, total_steps - step)),  # or up to max_steps
                    initial=done, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}",
                    mininterval=progress_interval(), disable=rank != 0)  # DDP: rank 0's bar
-        batches, clock, samples, tokens = iter(train_loader), time.perf_counter(), 0, 0
+        batches, clock, samples, tokens = iter(loaders.train), time.perf_counter(), 0, 0
         for _ in bar:
             maybe_crash(config, step)  # --fail-at-step N: the crash that notebook 06 recovers from
             micro = list(islice(batches, config.grad_accum_steps))  # the epoch's last may be short
@@ -135,21 +129,20 @@ def train(config: TrainConfig, device, rank, local_rank, world_size) -> dict:  #
                 if rank == 0:  # DDP: one writer
                     write_metrics(out, record)
                 clock, samples, tokens = time.perf_counter(), 0, 0
-            mid_epoch = batches_done < len(train_loader)  # an epoch's end saves after evaluating
+            mid_epoch = batches_done < len(loaders.train)  # an epoch's end saves after evaluating
             if mid_epoch and config.save_every_steps and step % config.save_every_steps == 0:
                 save(epoch, batches_done)
-        if mid_epoch:  # max_steps stopped the run inside this epoch
+        if batches_done < len(loaders.train):  # max_steps stopped the run inside this epoch
             save(epoch, batches_done)
             break
-        last_eval = evaluate(model, eval_loader, device, precision)
+        metrics = evaluate(model, loaders.eval, device, precision)  # the validation split
         if rank == 0:  # DDP: one writer
-            write_metrics(out, {"epoch": epoch + 1, "step": step, "eval": last_eval})
-        log(format_eval(last_eval, f"epoch {epoch + 1} eval"))
+            write_metrics(out, {"epoch": epoch + 1, "step": step, "eval": metrics})
+        log(format_eval(metrics, f"epoch {epoch + 1} eval"))
         batches_done = 0
         save(epoch + 1, batches_done)
 
-    tested = last_eval and splits.eval is splits.test  # no validation split: epochs ran the test
-    final = last_eval if tested else evaluate(model, test_loader, device, precision)
+    final = evaluate(model, loaders.test, device, precision)  # the test split, once
     if rank == 0:  # DDP: one writer
         (out / "eval.json").write_text(json.dumps(final, indent=2) + "\n")
     log(format_eval(final, "test"))

@@ -37,15 +37,16 @@ def load_data(config: TrainConfig, log=print) -> NewsData:
 
 class Splits(NamedTuple):
     train: TokenizedSplit
-    eval: TokenizedSplit  # evaluated after every epoch: the validation split, or the test split when none
-    test: TokenizedSplit  # evaluated at the end (the same object as `eval` when there is no validation split)
+    eval: TokenizedSplit  # evaluated after every epoch: the validation split (the test split when none)
+    test: TokenizedSplit  # evaluated once, at the end
+    pad_id: int  # the tokenizer's padding token, which batching pads with
 
 
 def tokenize_splits(data: NewsData, tokenizer, max_length: int) -> Splits:
     """Token ids for the three splits, through the on-disk cache (a second call reads it)."""
     train, test = (tokenize_split(tokenizer, split, max_length) for split in (data.train, data.test))
     evaluation = tokenize_split(tokenizer, data.validation, max_length) if data.validation else test
-    return Splits(train, evaluation, test)
+    return Splits(train, evaluation, test, tokenizer.pad_token_id)
 
 
 def load_model(source, tokenizer, config: TrainConfig, device: torch.device) -> torch.nn.Module:
