@@ -22,8 +22,8 @@ LIBRARY = ROOT / "lib" / "distrinews"
 SINGLE, DDP_SCRIPT = LIBRARY / "train_single.py", LIBRARY / "train_ddp.py"
 TAG = "# DDP:"
 # Sizes the programs are held to: about 160 lines and 40 diff lines, as the tutorials.
-MOST_DDP_LINES = 168  # train_ddp.py, docstring and blank lines included (was 175)
-MOST_DIFF_CODE_LINES = 43  # code lines of train_ddp.py that `diff` marks as added or changed (was 44)
+MOST_DDP_LINES = 167  # train_ddp.py, docstring and blank lines included (was 175)
+MOST_DIFF_CODE_LINES = 40  # code lines of train_ddp.py that `diff` marks as added or changed (was 44)
 MOST_COLUMNS = 100  # both programs: a line a notebook cell shows without wrapping
 
 
@@ -113,7 +113,7 @@ def test_both_programs_are_complete_and_short():
             f"{script.name} reads top to bottom: no class hierarchy"
     single = SINGLE.read_text()
     for part in ("get_linear_schedule_with_warmup", "make_optimizer(", "autocast(", "scaler.step",
-                 "tqdm(", "write_metrics(", "evaluate(", "save_checkpoint(", "restore_training_state(", "eval.json"):
+                 "tqdm(", "write_metrics", "evaluate(", "save_checkpoint(", "restore_training_state(", "eval.json"):
         assert part in single, f"train_single.py should show {part} itself"
     ddp = DDP_SCRIPT.read_text()
     for part in ("torch.cuda.set_device(device)", "dist.init_process_group(", "device_id=", "timeout=timeout",

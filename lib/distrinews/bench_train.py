@@ -171,7 +171,7 @@ class StepSetup:
         from .train_ddp import train_step
 
         return train_step(self.model, micro_batches, self.optimizer, self.scheduler, self.scaler,
-                          self.config.precision, self.config.max_grad_norm)
+                          self.config.precision, self.device, self.config.max_grad_norm)
 
     def optimizer_steps_taken(self) -> int:
         """Updates the optimizer really applied (the scaler skips the ones whose fp16 gradients overflowed)."""

@@ -13,6 +13,7 @@ import math
 import sys
 import time
 from datetime import timedelta  # DDP: the process group's timeout
+from functools import partial
 from itertools import islice
 
 import torch
@@ -34,16 +35,15 @@ from distrinews.training import (format_eval, format_header, load_data, load_mod
                                  start_output_dir, tokenize_splits, write_metrics)
 
 
-def train_step(model, micro_batches, optimizer, scheduler, scaler, precision, max_grad_norm):
+def train_step(model, batches, optimizer, scheduler, scaler, precision, device, max_grad_norm):
     """One optimizer step over micro-batches (gradient accumulation); returns the loss."""
-    device = next(model.parameters()).device
     total = torch.zeros((), device=device)
-    for batch in micro_batches:
-        model.require_backward_grad_sync = batch is micro_batches[-1]  # DDP: all-reduce the last
+    for batch in batches:
+        model.require_backward_grad_sync = batch is batches[-1]  # DDP: all-reduce the last
         inputs = {k: batch[k].to(device, non_blocking=True)  # from pinned memory: an async copy
                   for k in ("input_ids", "attention_mask", "labels")}
         with autocast(precision, device):  # matrix multiplies in fp16/bf16, the weights stay fp32
-            loss = model(**inputs).loss / len(micro_batches)
+            loss = model(**inputs).loss / len(batches)
         scaler.scale(loss).backward()  # the scale keeps small fp16 gradients from flushing to zero
         total += loss.detach()  # no .item(): on a GPU it would wait for the step to finish
     if max_grad_norm:
@@ -90,6 +90,7 @@ def train(config: TrainConfig, device, rank, local_rank, world_size) -> dict:  #
     start_epoch, step, batches_done = ckpt.restore_training_state(  # (0, 0, 0) when fresh
         resume_from, optimizer, scheduler, scaler, precision, device, log=log)
     out = start_output_dir(config, fresh=not resume_from, create=rank == 0)  # DDP: rank 0 writes
+    log_metrics = partial(write_metrics, out) if rank == 0 else lambda record: None  # DDP: rank 0's
     ddp_model = DDP(model, device_ids=[device] if device.type == "cuda" else None)  # DDP: wrap
 
     def save(epochs_done: int, batches_done: int) -> None:  # atomically (checkpoint.py)
@@ -113,7 +114,7 @@ def train(config: TrainConfig, device, rank, local_rank, world_size) -> dict:  #
             maybe_crash(config, step)  # --fail-at-step N: the crash that notebook 06 recovers from
             micro = list(islice(batches, config.grad_accum_steps))  # the epoch's last may be short
             loss = train_step(ddp_model, micro, optimizer, scheduler, scaler,  # DDP: the wrapper
-                              precision, config.max_grad_norm)
+                              precision, device, config.max_grad_norm)
             step, batches_done = step + 1, batches_done + len(micro)
             samples += sum(len(b["labels"]) for b in micro)
             tokens += sum(int(b["attention_mask"].sum()) for b in micro)  # real tokens, no padding
@@ -126,8 +127,7 @@ def train(config: TrainConfig, device, rank, local_rank, world_size) -> dict:  #
                 bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
                 record = dict(epoch=epoch + 1, step=step, loss=loss, lr=scheduler.get_last_lr()[0],
                               samples_per_s=samples / seconds, tokens_per_s=tokens / seconds)
-                if rank == 0:  # DDP: one writer
-                    write_metrics(out, record)
+                log_metrics(record)
                 clock, samples, tokens = time.perf_counter(), 0, 0
             mid_epoch = batches_done < len(loaders.train)  # an epoch's end saves after evaluating
             if mid_epoch and config.save_every_steps and step % config.save_every_steps == 0:
@@ -136,8 +136,7 @@ def train(config: TrainConfig, device, rank, local_rank, world_size) -> dict:  #
             save(epoch, batches_done)
             break
         metrics = evaluate(model, loaders.eval, device, precision)  # the validation split
-        if rank == 0:  # DDP: one writer
-            write_metrics(out, {"epoch": epoch + 1, "step": step, "eval": metrics})
+        log_metrics({"epoch": epoch + 1, "step": step, "eval": metrics})
         log(format_eval(metrics, f"epoch {epoch + 1} eval"))
         batches_done = 0
         save(epoch + 1, batches_done)
