@@ -25,9 +25,9 @@ DEMO_DATA ?= $(if $(wildcard $(REALDATA)/test.csv),--train-file $(REALDATA)/trai
 # `make` alone: the targets, one line each (tests/test_makefile.py holds this list to the .PHONY line above).
 help:
 	@echo "make demo         train on 2 CPU processes with DDP, then serve the demo on http://127.0.0.1:7860"
-	@echo "make test         the whole test suite (about 25 minutes on 2 cores)"
+	@echo "make test         the whole test suite (about 23 minutes on 2 cores)"
 	@echo "make site         execute every notebook and render the course to site/"
-	@echo "make kaggle-check the course on Kaggle's package versions, in .venv-kaggle (about 6 minutes)"
+	@echo "make kaggle-check the course on Kaggle's package versions, in .venv-kaggle (about 3 minutes)"
 	@echo "make kaggle-rehearsal  every notebook in its own Kaggle session: papermill, /kaggle inputs, network (root)"
 	@echo "make gpu-check    the GPU paths the CPU tests cannot reach (at most 8 minutes on one GPU)"
 	@echo "make clean        remove .venv, site/ and build files; keeps runs/ (your checkpoints)"
@@ -54,7 +54,7 @@ site: $(VENV)/.installed
 	$(if $(wildcard $(REALDATA)/test.csv),DISTRINEWS_AG_NEWS=$(abspath $(REALDATA))) $(BIN)/distrinews site --out site
 
 # The course on Kaggle's versions (.ci/kaggle-versions.txt): its own venv (.venv-kaggle), the wheel installed
-# with --no-deps as on Kaggle, then DDP training, the CLI, the Space and the notebooks on those versions (about 9 min).
+# with --no-deps as on Kaggle, then DDP training, the CLI, the Space and the notebooks on those versions (about 3 min).
 kaggle-check:
 	.ci/kaggle-check
 
