@@ -127,8 +127,9 @@ PRESETS: dict[str, TrainConfig] = {
 # Kaggle, two T4s: the same recipe per device; the global batch doubles to 64.
 PRESETS["kaggle-t4x2"] = dataclasses.replace(PRESETS["kaggle-t4"], output_dir="runs/kaggle-t4x2")
 # The course on a machine without GPUs that has real AG News rows and the real small model (course.choose_preset):
-# cpu-demo's recipe on 2,000 real training rows, scored on the whole test split, so that every notebook of
-# `make site` trains and evaluates for real in minutes on 2 cores; the DDP notebooks run 2 gloo processes.
+# cpu-demo's recipe on 2,000 real training rows (1,900 trained on, 100 held out), scored on the whole test split,
+# so that every notebook of `make site` trains and evaluates for real in minutes on 2 cores; the DDP notebooks run
+# 2 gloo processes.
 PRESETS["cpu-course"] = dataclasses.replace(PRESETS["cpu-demo"], max_train_rows=2000, output_dir="runs/cpu-course")
 
 
